@@ -1,0 +1,68 @@
+# celery-fleet: `make test` works on a fresh Debian/Ubuntu machine from nothing.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+APT_PACKAGES := redis-server prometheus
+
+.PHONY: all setup system-deps lint typecheck rules generate check-generated test test-fast bench worker dev clean
+
+all: lint typecheck test
+
+# System packages (redis-server, prometheus/promtool) when missing and we are root.
+system-deps:
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	    systemctl disable --now prometheus >/dev/null 2>&1 || true; \
+	  else echo "please install:$$missing (apt-get install$$missing)"; exit 1; fi; \
+	fi
+
+$(STAMP): pyproject.toml requirements.lock
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade uv
+	$(BIN)/uv pip install -q --python $(PY) -r requirements.lock
+	$(BIN)/uv pip install -q --python $(PY) --no-deps -e .
+	touch $(STAMP)
+
+setup: system-deps $(STAMP)
+
+lock:
+	$(BIN)/uv pip compile pyproject.toml --all-extras --python-version 3.11 -o requirements.lock
+
+lint: $(STAMP)
+	$(BIN)/ruff check service infra dashboards policy tests
+	$(BIN)/ruff format --check service infra dashboards policy tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy service infra
+
+rules: setup
+	promtool check rules alerts/*.yaml
+	promtool test rules alerts/tests/*.yaml
+
+generate: $(STAMP)
+	$(PY) -m dashboards.generate
+
+# Generated dashboards and rules are committed; fail when they drift from the code.
+check-generated: generate
+	git diff --exit-code -- dashboards/ alerts/ || (echo "generated files drifted: run make generate and commit" && exit 1)
+
+test: setup lint typecheck rules
+	$(BIN)/pytest -q
+
+bench: setup
+	$(BIN)/pytest -q benchmarks --benchmark-only
+
+worker: setup
+	$(BIN)/fleet worker -Q $(or $(QUEUES),default)
+
+dev: setup
+	$(BIN)/fleet dev
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,72 @@
+"""Celery configuration built from settings and the catalog. Each default says why."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.queues import CATALOG, Priority, QueueCatalog
+from service.routing import CatalogRouter, build_task_queues
+from service.settings import FleetSettings
+
+
+def transport_options(settings: FleetSettings) -> dict[str, Any]:
+    return {
+        # Must exceed every hard time limit (checked in settings), else running tasks are
+        # re-delivered to another worker and run twice.
+        "visibility_timeout": settings.visibility_timeout,
+        # Per-priority Redis sub-lists; lower number pops first.
+        "queue_order_strategy": "priority",
+        "priority_steps": list(settings.priority_steps),
+        "sep": settings.priority_sep,
+    }
+
+
+def build_config(settings: FleetSettings, catalog: QueueCatalog = CATALOG) -> dict[str, Any]:
+    options = transport_options(settings)
+    return {
+        "broker_url": settings.broker_url.get_secret_value(),
+        "result_backend": settings.result_backend_url,
+        "broker_transport_options": options,
+        # The result backend honours visibility_timeout too; keep it identical.
+        "result_backend_transport_options": dict(options),
+        "broker_connection_retry_on_startup": True,
+        # JSON only: pickle from an untrusted broker is remote code execution.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        # Ack after the task ran, so a crash re-delivers instead of losing the message.
+        "task_acks_late": True,
+        # A child killed mid-task (OOM, hard limit) re-queues the message rather than acking.
+        "task_reject_on_worker_lost": True,
+        # One reserved message per process by default: fair dispatch for long tasks;
+        # per-queue values are applied when a worker starts (see service.workerconf).
+        "worker_prefetch_multiplier": 1,
+        # Recycle children to bound leaks in long-lived processes.
+        "worker_max_tasks_per_child": settings.max_tasks_per_child,
+        "worker_max_memory_per_child": settings.max_memory_per_child_kb,
+        # Fallback limits for a worker serving no catalog queue; per-queue limits win.
+        "task_soft_time_limit": catalog.get(catalog.default_queue).soft_time_limit,
+        "task_time_limit": catalog.get(catalog.default_queue).hard_time_limit,
+        # Results are kept for a day, then Redis expires them: no unbounded growth.
+        "result_expires": settings.result_expires,
+        "result_extended": True,
+        # A typo in a queue name is an error, not a silently created queue nobody consumes.
+        "task_create_missing_queues": False,
+        "task_queues": build_task_queues(catalog),
+        "task_default_queue": catalog.default_queue,
+        "task_default_exchange": catalog.get(catalog.default_queue).exchange,
+        "task_default_routing_key": catalog.get(catalog.default_queue).routing_key,
+        "task_routes": (CatalogRouter(catalog),),
+        # Unset priority would mean 0 (most urgent) on Redis; make "normal" the default.
+        "task_default_priority": int(Priority.NORMAL),
+        # Lets the exporter and DLQ see when a message was sent and its state.
+        "task_send_sent_event": False,
+        "task_track_started": True,
+        "worker_send_task_events": True,
+        # Keep Celery from hijacking the root logger; we configure JSON logs ourselves.
+        "worker_hijack_root_logger": False,
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        "timezone": "UTC",
+        "enable_utc": True,
+    }

@@ -1,0 +1,44 @@
+"""Names derived from a queue name. Every consumer calls these; nothing types them twice."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+# kombu's Redis transport defaults (kombu/transport/redis.py: DEFAULT_PRIORITY_STEPS, sep).
+KOMBU_DEFAULT_SEP = "\x06\x16"
+KOMBU_DEFAULT_PRIORITY_STEPS: tuple[int, ...] = (0, 3, 6, 9)
+
+DLQ_PREFIX = "fleet:dlq"
+
+
+def k8s_name(queue: str) -> str:
+    """DNS-1123 form of a queue name (Kubernetes forbids underscores)."""
+    return queue.replace("_", "-")
+
+
+def worker_deployment_name(queue: str) -> str:
+    return f"celery-worker-{k8s_name(queue)}"
+
+
+def priority_list_key(queue: str, priority: int, sep: str = KOMBU_DEFAULT_SEP) -> str:
+    """The Redis list kombu uses for one priority step of a queue (step 0 is the bare name)."""
+    return queue if priority == 0 else f"{queue}{sep}{priority}"
+
+
+def priority_list_keys(
+    queue: str,
+    steps: Sequence[int] = KOMBU_DEFAULT_PRIORITY_STEPS,
+    sep: str = KOMBU_DEFAULT_SEP,
+) -> list[str]:
+    """Every Redis list that holds waiting messages of `queue`, most urgent first."""
+    return [priority_list_key(queue, step, sep) for step in sorted(steps)]
+
+
+def dlq_entries_key(queue: str) -> str:
+    """Hash: entry id -> JSON entry, for one source queue."""
+    return f"{DLQ_PREFIX}:{queue}:entries"
+
+
+def dlq_index_key(queue: str) -> str:
+    """Sorted set: entry id scored by its last failure time (ordering and time filters)."""
+    return f"{DLQ_PREFIX}:{queue}:index"

@@ -1,0 +1,84 @@
+"""Queue routing, derived from the catalog.
+
+Order of precedence (first match wins):
+1. call-time `apply_async(queue=...)`: Celery merges it over any route we return;
+2. the dynamic router: premium users -> high_priority, large payloads -> heavy_processing;
+3. pattern routes by task name: exact names before globs, so
+   `reports.generate_urgent_report` beats `reports.*`;
+4. the catalog's default queue.
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from typing import Any
+
+from kombu import Exchange, Queue
+
+from service.errors import RoutingError
+from service.queues import CATALOG, HEAVY_DATA_SIZE_BYTES, QueueCatalog
+
+PREMIUM_TIER = "premium"
+PREMIUM_QUEUE = "high_priority"
+HEAVY_QUEUE = "heavy_processing"
+
+
+def build_task_queues(catalog: QueueCatalog = CATALOG) -> tuple[Queue, ...]:
+    exchanges: dict[str, Exchange] = {}
+    queues = []
+    for spec in catalog:
+        exchange = exchanges.setdefault(spec.exchange, Exchange(spec.exchange, type="direct"))
+        queues.append(Queue(spec.name, exchange=exchange, routing_key=spec.routing_key))
+    return tuple(queues)
+
+
+def _destination(queue: str, catalog: QueueCatalog) -> dict[str, str]:
+    spec = catalog.get(queue)
+    return {"queue": spec.name, "exchange": spec.exchange, "routing_key": spec.routing_key}
+
+
+def _pattern_rank(pattern: str) -> tuple[bool, int]:
+    # Exact names first, then longer (more specific) globs.
+    return ("*" in pattern or "?" in pattern, -len(pattern))
+
+
+class CatalogRouter:
+    """A Celery router (`task_routes = (CatalogRouter(),)`) built from the catalog."""
+
+    def __init__(
+        self,
+        catalog: QueueCatalog = CATALOG,
+        heavy_threshold: int = HEAVY_DATA_SIZE_BYTES,
+    ) -> None:
+        for name in (PREMIUM_QUEUE, HEAVY_QUEUE):
+            if name not in catalog:
+                raise RoutingError(f"the dynamic router needs queue {name!r} in the catalog")
+        self.catalog = catalog
+        self.heavy_threshold = heavy_threshold
+        pairs = [(p, q.name) for q in catalog for p in q.task_patterns]
+        self._patterns = sorted(pairs, key=lambda pair: _pattern_rank(pair[0]))
+
+    def queue_for(self, task_name: str, kwargs: dict[str, Any] | None = None) -> str | None:
+        """The queue the rules pick, or None for the default queue."""
+        kwargs = kwargs or {}
+        if kwargs.get("user_tier") == PREMIUM_TIER:
+            return PREMIUM_QUEUE
+        data_size = kwargs.get("data_size")
+        if isinstance(data_size, int | float) and data_size > self.heavy_threshold:
+            return HEAVY_QUEUE
+        for pattern, queue in self._patterns:
+            if fnmatchcase(task_name, pattern):
+                return queue
+        return None
+
+    def __call__(
+        self,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+        options: dict[str, Any],
+        task: Any = None,
+        **_: Any,
+    ) -> dict[str, str] | None:
+        queue = self.queue_for(name, kwargs)
+        return None if queue is None else _destination(queue, self.catalog)

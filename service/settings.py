@@ -1,0 +1,162 @@
+"""Runtime settings, read once from the environment with pydantic-settings.
+
+Invalid values stop the process at start with a message naming the variable; secret values
+(broker URL passwords, SMTP password, Flower credentials) are SecretStr so they never show in
+reprs, logs or exceptions."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.errors import SettingsError
+from service.naming import KOMBU_DEFAULT_PRIORITY_STEPS, KOMBU_DEFAULT_SEP
+from service.queues import CATALOG
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LogFormat = Literal["json", "text"]
+
+_REDIS_SCHEMES = ("redis", "rediss", "redis+socket")
+
+
+def _check_redis_url(value: SecretStr | None) -> SecretStr | None:
+    if value is None:
+        return None
+    raw = value.get_secret_value()
+    parts = urlsplit(raw)
+    if parts.scheme not in _REDIS_SCHEMES:
+        # Do not echo the URL: it may hold a password.
+        raise ValueError(
+            f"must be a Redis URL ({', '.join(s + '://' for s in _REDIS_SCHEMES)}), "
+            f"got scheme {parts.scheme or '(none)'!r}"
+        )
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a non-numeric port
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+    return value
+
+
+class FleetSettings(BaseSettings):
+    """Every knob the service reads. Env names are the field names upper-cased, except the
+    two Celery-standard ones which keep their usual names."""
+
+    model_config = SettingsConfigDict(env_prefix="FLEET_", extra="ignore", frozen=True)
+
+    broker_url: SecretStr = Field(
+        default=SecretStr("redis://localhost:6379/0"), validation_alias="CELERY_BROKER_URL"
+    )
+    result_backend: SecretStr | None = Field(default=None, validation_alias="CELERY_RESULT_BACKEND")
+    # Where DLQ entries live; the broker's Redis when unset.
+    dlq_url: SecretStr | None = None
+
+    # kombu re-delivers an unacked message after this long; must exceed every hard time limit.
+    visibility_timeout: int = Field(default=3600, ge=10)
+    priority_steps: tuple[int, ...] = KOMBU_DEFAULT_PRIORITY_STEPS
+    priority_sep: str = KOMBU_DEFAULT_SEP
+
+    result_expires: int = Field(default=86_400, ge=60)
+    max_tasks_per_child: int = Field(default=1000, ge=1)
+    max_memory_per_child_kb: int = Field(default=512_000, ge=10_000)
+
+    # Worker observability.
+    metrics_port: int = Field(default=9808, ge=0, le=65535)
+    metrics_dir: Path = Path("/tmp/fleet-metrics")
+    heartbeat_file: Path = Path("/tmp/fleet-heartbeat/worker.beat")
+    heartbeat_interval: float = Field(default=5.0, gt=0)
+    heartbeat_max_age: float = Field(default=60.0, gt=0)
+    log_level: LogLevel = "INFO"
+    log_format: LogFormat = "json"
+
+    # Poison-message bounds and DLQ policy.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    dlq_raw_body_bytes: int = Field(default=65_536, ge=256)
+    dlq_traceback_chars: int = Field(default=8_000, ge=200)
+    sensitive_keys: tuple[str, ...] = ("password", "token", "secret", "authorization", "api_key")
+
+    # Example task dependencies.
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_sender: str = "celery-fleet@localhost"
+    smtp_password: SecretStr | None = None
+    reports_dir: Path = Path("/tmp/fleet-reports")
+    # The cluster-wide budget for calls to the external API, shared by every worker.
+    external_api_limit: int = Field(default=10, ge=1)
+    external_api_window_seconds: float = Field(default=1.0, gt=0)
+
+    # Flower.
+    flower_port: int = Field(default=5555, ge=1, le=65535)
+    flower_basic_auth: SecretStr | None = None  # "user:password"
+
+    @field_validator("broker_url", "result_backend", "dlq_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        return _check_redis_url(value)
+
+    @field_validator("priority_steps")
+    @classmethod
+    def _steps(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or 0 not in value or any(not 0 <= s <= 9 for s in value):
+            raise ValueError("must be distinct integers in 0..9 including 0")
+        if len(set(value)) != len(value):
+            raise ValueError("must not repeat a step")
+        return tuple(sorted(value))
+
+    @field_validator("flower_basic_auth")
+    @classmethod
+    def _basic_auth(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and ":" not in value.get_secret_value():
+            raise ValueError("must look like user:password")
+        return value
+
+    @model_validator(mode="after")
+    def _visibility_exceeds_time_limits(self) -> FleetSettings:
+        longest = CATALOG.max_hard_time_limit()
+        if self.visibility_timeout <= longest:
+            slowest = max(CATALOG, key=lambda q: q.hard_time_limit).name
+            raise ValueError(
+                f"FLEET_VISIBILITY_TIMEOUT ({self.visibility_timeout}s) must exceed the longest "
+                f"hard time limit ({longest}s, queue {slowest}); otherwise Redis re-delivers "
+                "running tasks and they run twice"
+            )
+        return self
+
+    @property
+    def result_backend_url(self) -> str:
+        backend = self.result_backend or self.broker_url
+        return backend.get_secret_value()
+
+    @property
+    def dlq_redis_url(self) -> str:
+        return (self.dlq_url or self.broker_url).get_secret_value()
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    field_name = str(loc[0]) if loc else "?"
+    field = FleetSettings.model_fields.get(field_name)
+    if field is not None and isinstance(field.validation_alias, str):
+        return field.validation_alias
+    return f"FLEET_{field_name.upper()}" if field_name != "?" else "settings"
+
+
+def load_settings() -> FleetSettings:
+    """Read settings now; raise SettingsError naming each bad variable (values never echoed)."""
+    try:
+        return FleetSettings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_input=False, include_url=False):
+            name = _env_name(error["loc"]) if error["loc"] else "settings"
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{name}: {message}")
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> FleetSettings:
+    return load_settings()
