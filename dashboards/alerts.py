@@ -1,0 +1,258 @@
+"""Prometheus alert rules for the fleet. Per-queue thresholds are derived from the catalog:
+a rule is generated per queue where they differ, so each rule shows its own number."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import yaml
+
+from dashboards import OVERVIEW_UID, QUEUE_UID
+from dashboards.promql import exporter_gauge, quantile, rate_sum, ratio
+from service.naming import worker_deployment_name
+from service.queues import CATALOG, QueueSpec
+
+RULES_FILE = "alerts/celery-fleet.yaml"
+
+# Fleet-wide: failed executions over started executions.
+FAILURE_RATIO = 0.05
+# Warn when the p99 duration of a task reaches this fraction of its queue's hard time limit.
+HARD_LIMIT_RATIO = 0.8
+# A message older than this many hard time limits waited through the longest task any
+# worker of its queue may run: the queue is not being drained, whatever the task mix.
+OLDEST_AGE_HARD_LIMITS = 2
+
+Severity = Literal["warning", "critical"]
+
+
+def backlog_threshold(queue: QueueSpec) -> int:
+    """Waiting messages the autoscaler absorbs at its maximum (catalog defaults)."""
+    return queue.autoscaling.max_replicas * queue.autoscaling.backlog_per_replica
+
+
+def oldest_age_slo_seconds(queue: QueueSpec) -> int:
+    return OLDEST_AGE_HARD_LIMITS * queue.hard_time_limit
+
+
+def duration_warning_seconds(queue: QueueSpec) -> float:
+    return HARD_LIMIT_RATIO * queue.hard_time_limit
+
+
+def queue_dashboard(queue: str) -> str:
+    return f"/d/{QUEUE_UID}?var-queue={queue}"
+
+
+OVERVIEW = f"/d/{OVERVIEW_UID}"
+QUEUE_OF_ALERT = queue_dashboard("{{ $labels.queue }}")
+
+
+def _on(queue: QueueSpec) -> str:
+    return f'queue="{queue.name}"'
+
+
+@dataclass(frozen=True)
+class Alert:
+    name: str
+    expr: str
+    severity: Severity
+    summary: str
+    description: str
+    runbook: str
+    dashboard: str
+    for_: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+
+    def to_rule(self) -> dict[str, Any]:
+        rule: dict[str, Any] = {"alert": self.name, "expr": _Block(self.expr)}
+        if self.for_:
+            rule["for"] = self.for_
+        rule["labels"] = {"severity": self.severity, **dict(self.labels)}
+        rule["annotations"] = {
+            "summary": self.summary,
+            "description": self.description,
+            "runbook": self.runbook,
+            "dashboard": self.dashboard,
+        }
+        return rule
+
+
+def _task_alerts() -> Iterator[Alert]:
+    yield Alert(
+        name="CeleryTaskFailureRateHigh",
+        expr=f"(\n{ratio('celery_task_failed_total', 'celery_task_started_total', window='5m')}\n)"
+        f" > {FAILURE_RATIO:g}",
+        for_="10m",
+        severity="warning",
+        summary="Queue {{ $labels.queue }}: {{ $value | humanizePercentage }} of tasks fail",
+        description=f"More than {FAILURE_RATIO:.0%} of the task executions on queue "
+        "{{ $labels.queue }} failed over the last 5 minutes, for 10 minutes.",
+        runbook="Open the queue dashboard (failures by task and exception) and the worker logs "
+        "of that queue. A new exception after a deploy: roll back. A dependency error (SMTP, "
+        "database): fix or wait for it, then replay the dead letters with `fleet dlq replay`.",
+        dashboard=QUEUE_OF_ALERT,
+    )
+    for queue in CATALOG:
+        limit = duration_warning_seconds(queue)
+        p99 = quantile(
+            0.99, "celery_task_duration_seconds", ("queue", "task_name"), _on(queue), "15m"
+        )
+        yield Alert(
+            name="CeleryTaskNearHardTimeLimit",
+            expr=f"{p99} > {limit:g}",
+            for_="15m",
+            severity="warning",
+            summary=f"Queue {queue.name}: task {{{{ $labels.task_name }}}} runs close to its "
+            "hard time limit",
+            description=f"p99 duration of {{{{ $labels.task_name }}}} on queue {queue.name} is "
+            f"{{{{ $value | humanizeDuration }}}}, over {HARD_LIMIT_RATIO:.0%} of the "
+            f"queue's hard time limit ({queue.hard_time_limit}s); tasks past it are killed.",
+            runbook="Check the task's input sizes and its dependencies' latency on the queue "
+            "dashboard. Make the task faster or split it; route large payloads to "
+            "heavy_processing; raise the time limits in service/queues.py only knowingly.",
+            dashboard=queue_dashboard(queue.name),
+            labels=(("queue", queue.name),),
+        )
+    dead_lettered = rate_sum("celery_task_dead_lettered_total", window="10m", func="increase")
+    yield Alert(
+        name="CeleryDeadLetterQueueReceiving",
+        # The worker counter sees each dead-letter at once; the exporter gauge also catches the
+        # first one after a worker start, which a counter born at 1 cannot show as an increase.
+        expr=f"{dead_lettered} > 0\nor\nmax by (queue) (delta(celery_dlq_length[10m])) > 0",
+        severity="warning",
+        summary="Queue {{ $labels.queue }}: tasks are being dead-lettered",
+        description="Tasks of queue {{ $labels.queue }} went to the dead-letter queue in the "
+        "last 10 minutes (permanent error or retries exhausted).",
+        runbook="Inspect the entries of the queue with `fleet dlq list` and `fleet dlq show`; "
+        "fix the cause, then `fleet dlq replay`; purge only entries that must never run.",
+        dashboard=QUEUE_OF_ALERT,
+    )
+
+
+def _queue_alerts() -> Iterator[Alert]:
+    for queue in CATALOG:
+        threshold = backlog_threshold(queue)
+        yield Alert(
+            name="CeleryQueueBacklogHigh",
+            expr=f"{exporter_gauge('celery_queue_length', _on(queue))} > {threshold}",
+            for_="15m",
+            severity="warning",
+            summary=f"Queue {queue.name}: {{{{ $value }}}} tasks waiting",
+            description=f"Queue {queue.name} has had more than {threshold} waiting tasks "
+            f"(max_replicas {queue.autoscaling.max_replicas} x backlog_per_replica "
+            f"{queue.autoscaling.backlog_per_replica}) for 15 minutes.",
+            runbook="Check replicas desired vs current and the task rate on the queue "
+            "dashboard. Pods pending: add cluster capacity. Replicas at max: raise "
+            "max_replicas for the stack. Throughput fell: look for a slow dependency.",
+            dashboard=queue_dashboard(queue.name),
+            labels=(("queue", queue.name),),
+        )
+    for queue in CATALOG:
+        slo = oldest_age_slo_seconds(queue)
+        yield Alert(
+            name="CeleryQueueOldestTaskTooOld",
+            expr=f"{exporter_gauge('celery_queue_oldest_task_age_seconds', _on(queue))} > {slo}",
+            for_="5m",
+            severity="critical",
+            summary=f"Queue {queue.name}: oldest task waited {{{{ $value | humanizeDuration }}}}",
+            description=f"The oldest waiting task of queue {queue.name} is older than {slo}s "
+            f"({OLDEST_AGE_HARD_LIMITS} x its hard time limit), for 5 minutes.",
+            runbook="Workers are not keeping up or not consuming: check active tasks, replicas "
+            "and worker logs on the queue dashboard; scale the worker Deployment by hand if "
+            "the autoscaler is stuck.",
+            dashboard=queue_dashboard(queue.name),
+            labels=(("queue", queue.name),),
+        )
+    started = rate_sum("celery_task_started_total", window="10m")
+    yield Alert(
+        name="CeleryQueueNoConsumers",
+        # Busy workers on long tasks start nothing for minutes: active tasks count as consuming.
+        expr=f"{exporter_gauge('celery_queue_length')} > 0\n"
+        f"unless on (queue) {started} > 0\n"
+        "unless on (queue) sum by (queue) (celery_active_tasks) > 0",
+        for_="10m",
+        severity="critical",
+        summary="Queue {{ $labels.queue }} has a backlog and nobody consumes it",
+        description="Queue {{ $labels.queue }} has {{ $value }} waiting tasks, but no worker "
+        "started or ran a task of it for 10 minutes.",
+        runbook="Check the worker Deployment of the queue: replicas (0?), CrashLoopBackOff, "
+        "broker connection errors in the logs, and that the workers run `-Q <queue>`.",
+        dashboard=QUEUE_OF_ALERT,
+    )
+
+
+def _exporter_alerts() -> Iterator[Alert]:
+    yield Alert(
+        name="CeleryExporterDown",
+        expr="celery_exporter_up == 0\nor\nabsent(celery_exporter_up)",
+        for_="5m",
+        severity="critical",
+        summary="The celery queue exporter is down or not scraped",
+        description="celery_exporter_up is 0 (the exporter cannot read Redis) or absent (it "
+        "is not scraped) for 5 minutes. Queue alerts and the autoscalers are blind meanwhile.",
+        runbook="Check the exporter pod (logs, restarts), its Redis URL and Redis itself, and "
+        "that its PodMonitor/ServiceMonitor selects it in Prometheus' targets page.",
+        dashboard=OVERVIEW,
+    )
+
+
+def _autoscaling_alerts() -> Iterator[Alert]:
+    for queue in CATALOG:
+        hpa = f'horizontalpodautoscaler="{worker_deployment_name(queue.name)}"'
+        yield Alert(
+            name="CeleryAutoscalerAtMaxReplicas",
+            expr=f"max by (namespace, horizontalpodautoscaler) "
+            f"(kube_horizontalpodautoscaler_status_current_replicas{{{hpa}}})\n"
+            f">= on (namespace, horizontalpodautoscaler) max by (namespace, "
+            f"horizontalpodautoscaler) (kube_horizontalpodautoscaler_spec_max_replicas{{{hpa}}})",
+            for_="15m",
+            severity="warning",
+            summary=f"Queue {queue.name}: worker autoscaler pinned at max replicas",
+            description=f"The autoscaler of queue {queue.name} has run at its maximum of "
+            "replicas for 15 minutes; a growing backlog will not be absorbed.",
+            runbook="If the backlog grows, raise max_replicas for this queue in "
+            "Pulumi.<stack>.yaml (mind cluster capacity and Redis connections); if the "
+            "backlog is flat, the workers are slow: see task duration on the queue dashboard.",
+            dashboard=queue_dashboard(queue.name),
+            labels=(("queue", queue.name),),
+        )
+
+
+def rule_groups() -> list[dict[str, Any]]:
+    groups = {
+        "celery-fleet.tasks": _task_alerts(),
+        "celery-fleet.queues": _queue_alerts(),
+        "celery-fleet.exporter": _exporter_alerts(),
+        "celery-fleet.autoscaling": _autoscaling_alerts(),
+    }
+    return [
+        {"name": name, "rules": [a.to_rule() for a in alerts]} for name, alerts in groups.items()
+    ]
+
+
+class _Block(str):
+    """A string dumped in YAML block style (PromQL reads as written, never folded)."""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _block(dumper: yaml.SafeDumper, data: _Block) -> yaml.ScalarNode:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", str(data), style="|")
+
+
+_Dumper.add_representer(_Block, _block)
+
+HEADER = (
+    "# Generated by `python -m dashboards.generate` from service/queues.py: do not edit.\n"
+    "# Tests: alerts/tests/*.yaml (promtool test rules).\n"
+)
+
+
+def render_rules() -> str:
+    body = yaml.dump(
+        {"groups": rule_groups()}, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True
+    )
+    return HEADER + body
