@@ -10,7 +10,7 @@ from typing import Any
 
 def __getattr__(name: str) -> Any:
     if name == "app":
-        from service.app import app
+        from service.celery_app import app
 
         return app
     raise AttributeError(f"module 'service' has no attribute {name!r}")

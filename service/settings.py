@@ -70,6 +70,7 @@ class FleetSettings(BaseSettings):
     heartbeat_file: Path = Path("/tmp/fleet-heartbeat/worker.beat")
     heartbeat_interval: float = Field(default=5.0, gt=0)
     heartbeat_max_age: float = Field(default=60.0, gt=0)
+    beat_schedule_file: Path = Path("/tmp/fleet-beat/celerybeat-schedule")
     log_level: LogLevel = "INFO"
     log_format: LogFormat = "json"
 

@@ -1,0 +1,1 @@
+"""Pulumi program deploying celery-fleet; `__main__.py` wires the components."""

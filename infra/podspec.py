@@ -1,0 +1,132 @@
+"""Pod and container building blocks every fleet workload shares: the restricted security
+context, writable emptyDirs on a read-only root, resources and secret-backed env."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pulumi_kubernetes as k8s
+
+from infra.config import FleetConfig, Resources
+from infra.names import (
+    APP_SECRET,
+    BROKER_SECRET,
+    BROKER_URL_KEY,
+    SERVICE_ACCOUNT,
+    SMTP_PASSWORD_KEY,
+)
+
+APP_UID = 10001
+
+Container = k8s.core.v1.ContainerArgsDict
+EnvVar = k8s.core.v1.EnvVarArgsDict
+Volume = k8s.core.v1.VolumeArgsDict
+VolumeMount = k8s.core.v1.VolumeMountArgsDict
+PodSpec = k8s.core.v1.PodSpecArgsDict
+
+
+def container_security_context() -> k8s.core.v1.SecurityContextArgsDict:
+    """Pod Security Standard `restricted`, plus a read-only root filesystem."""
+    return {
+        "run_as_non_root": True,
+        "run_as_user": APP_UID,
+        "run_as_group": APP_UID,
+        "read_only_root_filesystem": True,
+        "allow_privilege_escalation": False,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccomp_profile": {"type": "RuntimeDefault"},
+    }
+
+
+def pod_security_context(uid: int = APP_UID) -> k8s.core.v1.PodSecurityContextArgsDict:
+    return {
+        "run_as_non_root": True,
+        "run_as_user": uid,
+        "run_as_group": uid,
+        "fs_group": uid,
+        "seccomp_profile": {"type": "RuntimeDefault"},
+    }
+
+
+def resources(r: Resources) -> k8s.core.v1.ResourceRequirementsArgsDict:
+    limits = {"memory": r.memory_limit}
+    if r.cpu_limit:
+        limits["cpu"] = r.cpu_limit
+    return {"requests": {"cpu": r.cpu_request, "memory": r.memory_request}, "limits": limits}
+
+
+def scratch(name: str, path: str, size: str = "64Mi") -> tuple[Volume, VolumeMount]:
+    """A writable emptyDir, bounded so a runaway writer cannot fill the node's disk."""
+    return (
+        {"name": name, "empty_dir": {"size_limit": size}},
+        {"name": name, "mount_path": path},
+    )
+
+
+def env(name: str, value: str) -> EnvVar:
+    return {"name": name, "value": value}
+
+
+def secret_env(name: str, secret: str, key: str, optional: bool = False) -> EnvVar:
+    ref: k8s.core.v1.SecretKeySelectorArgsDict = {"name": secret, "key": key}
+    if optional:
+        ref["optional"] = True
+    return {"name": name, "value_from": {"secret_key_ref": ref}}
+
+
+def app_env(cfg: FleetConfig) -> list[EnvVar]:
+    """What every `fleet` process reads: the broker URL from the Secret, never a literal."""
+    result = [
+        secret_env("CELERY_BROKER_URL", BROKER_SECRET, BROKER_URL_KEY),
+        env("FLEET_LOG_LEVEL", cfg.log_level),
+        env("FLEET_LOG_FORMAT", "json"),
+    ]
+    if cfg.secrets.smtp_password is not None:
+        result.append(secret_env("FLEET_SMTP_PASSWORD", APP_SECRET, SMTP_PASSWORD_KEY))
+    return result
+
+
+def pod_spec(
+    cfg: FleetConfig,
+    containers: Sequence[Container],
+    volumes: Sequence[Volume],
+    *,
+    grace_seconds: int = 30,
+) -> PodSpec:
+    return {
+        "service_account_name": SERVICE_ACCOUNT,
+        # No workload here talks to the Kubernetes API.
+        "automount_service_account_token": False,
+        "security_context": pod_security_context(),
+        "termination_grace_period_seconds": grace_seconds,
+        "enable_service_links": False,
+        "containers": list(containers),
+        "volumes": list(volumes),
+    }
+
+
+def app_container(
+    cfg: FleetConfig,
+    name: str,
+    args: Sequence[str],
+    res: Resources,
+    *,
+    extra_env: Sequence[EnvVar] = (),
+    mounts: Sequence[VolumeMount] = (),
+    ports: Sequence[k8s.core.v1.ContainerPortArgsDict] = (),
+) -> Container:
+    container: Container = {
+        "name": name,
+        "image": cfg.image,
+        "image_pull_policy": cfg.image_pull_policy,
+        "command": ["fleet"],
+        "args": list(args),
+        "env": [*app_env(cfg), *extra_env],
+        "resources": resources(res),
+        "security_context": container_security_context(),
+        "volume_mounts": list(mounts),
+    }
+    if ports:
+        container["ports"] = list(ports)
+    return container

@@ -1,0 +1,181 @@
+"""`fleet`: the operator CLI (also `python -m service`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from service.errors import FleetError, SettingsError
+from service.queues import CATALOG
+from service.settings import FleetSettings, load_settings
+
+cli = typer.Typer(
+    name="fleet",
+    help="Run and operate celery-fleet: workers, exporter, probes, the dead-letter queue.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+_PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def settings_or_exit() -> FleetSettings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        fail(str(exc))
+
+
+def _check_queues(queues: str) -> list[str]:
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    if not names:
+        fail("-Q needs at least one queue name")
+    for name in names:
+        if name not in CATALOG:
+            fail(f"unknown queue {name!r}; known queues: {', '.join(CATALOG.names)}")
+    return names
+
+
+def _exec_celery(args: list[str]) -> NoReturn:
+    argv = [sys.executable, "-m", "celery", "-A", "service", *args]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)
+
+
+@cli.command(context_settings=_PASSTHROUGH)
+def worker(
+    ctx: typer.Context,
+    queues: str = typer.Option(..., "-Q", "--queues", help="Comma-separated catalog queues."),
+) -> None:
+    """Prepare the metrics and heartbeat dirs, then exec `celery -A service worker`.
+
+    Extra options go to Celery unchanged (e.g. `-c 2 --hostname w1@%h`)."""
+    settings = settings_or_exit()
+    names = _check_queues(queues)
+    # Multiprocess metrics: a dir shared by the main process and the pool children. Wipe it:
+    # files from a previous run would be counted again (and belong to dead pids).
+    metrics_dir = settings.metrics_dir
+    if metrics_dir.exists():
+        shutil.rmtree(metrics_dir)
+    metrics_dir.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    settings.heartbeat_file.parent.mkdir(parents=True, exist_ok=True)
+    settings.heartbeat_file.unlink(missing_ok=True)
+    args = ["worker", "-Q", ",".join(names), "--loglevel", settings.log_level, *ctx.args]
+    _exec_celery(args)
+
+
+@cli.command(context_settings=_PASSTHROUGH)
+def beat(ctx: typer.Context) -> None:
+    """Exec `celery -A service beat`. Run exactly one beat per deployment."""
+    settings = settings_or_exit()
+    settings.beat_schedule_file.parent.mkdir(parents=True, exist_ok=True)
+    _exec_celery(
+        ["beat", "--schedule", str(settings.beat_schedule_file), "--loglevel",
+         settings.log_level, *ctx.args]
+    )
+
+
+@cli.command(context_settings=_PASSTHROUGH)
+def flower(ctx: typer.Context) -> None:
+    """Exec Flower with the port and basic auth from settings.
+
+    Flower serves /metrics and /healthcheck WITHOUT auth: keep its port on the cluster
+    network (the infra's NetworkPolicy does)."""
+    settings = settings_or_exit()
+    if settings.flower_basic_auth is not None:
+        # Through the environment, not argv: argv is visible in `ps` and /proc.
+        os.environ["FLOWER_BASIC_AUTH"] = settings.flower_basic_auth.get_secret_value()
+    _exec_celery(["flower", f"--port={settings.flower_port}", *ctx.args])
+
+
+@cli.command()
+def probe(
+    max_age: float | None = typer.Option(
+        None, help="Seconds; default FLEET_HEARTBEAT_MAX_AGE."
+    ),
+) -> None:
+    """Liveness probe: exit 0 when the worker heartbeat is fresh, 1 when stale or missing."""
+    from service.heartbeat import age_seconds
+
+    settings = settings_or_exit()
+    limit = settings.heartbeat_max_age if max_age is None else max_age
+    age = age_seconds(settings.heartbeat_file)
+    if age is None:
+        err_console.print(f"stale: no heartbeat file at {settings.heartbeat_file}")
+        raise typer.Exit(1)
+    if age > limit:
+        err_console.print(f"stale: last heartbeat {age:.1f}s ago (limit {limit:.0f}s)")
+        raise typer.Exit(1)
+    console.print(f"ok: last heartbeat {age:.1f}s ago")
+
+
+@cli.command()
+def queues(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """List the queue catalog."""
+    rows = [
+        {
+            "name": q.name,
+            "exchange": q.exchange,
+            "routing_key": q.routing_key,
+            "task_patterns": list(q.task_patterns),
+            "priorities": q.supports_priority,
+            "concurrency": q.concurrency,
+            "prefetch": q.prefetch_multiplier,
+            "soft_time_limit": q.soft_time_limit,
+            "hard_time_limit": q.hard_time_limit,
+            "min_replicas": q.autoscaling.min_replicas,
+            "max_replicas": q.autoscaling.max_replicas,
+            "backlog_per_replica": q.autoscaling.backlog_per_replica,
+        }
+        for q in CATALOG
+    ]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="Queue catalog")
+    for column in ("name", "routing_key", "task_patterns", "priorities", "concurrency",
+                   "prefetch", "soft/hard (s)", "replicas", "backlog/replica"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            str(row["name"]), str(row["routing_key"]),
+            ", ".join(row["task_patterns"]) or "(dynamic only)",  # type: ignore[arg-type]
+            "yes" if row["priorities"] else "no", str(row["concurrency"]), str(row["prefetch"]),
+            f"{row['soft_time_limit']}/{row['hard_time_limit']}",
+            f"{row['min_replicas']}..{row['max_replicas']}", str(row["backlog_per_replica"]),
+        )
+    console.print(table)
+
+
+def _register_subcommands() -> None:
+    from service.dlq.cli import dlq_cli
+
+    cli.add_typer(dlq_cli, name="dlq")
+
+
+def main() -> None:
+    _register_subcommands()
+    try:
+        cli()
+    except FleetError as exc:
+        fail(str(exc))
+
+
+if __name__ == "__main__":
+    main()

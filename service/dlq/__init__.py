@@ -1,0 +1,1 @@
+"""Lossless dead-letter queue: capture inside the worker, atomic operations in Redis."""

@@ -1,0 +1,191 @@
+"""Builds dead-letter entries from a failed task (pool child), a poison message (worker main
+process) or raw bytes the transport could not parse, and writes them synchronously."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import time
+import traceback
+import uuid
+from typing import Any
+
+from service.dlq.reasons import Reason
+from service.dlq.store import DLQStore
+from service.metrics import task_metrics
+from service.queues import CATALOG
+from service.redaction import redact
+from service.redis_client import dlq_redis
+from service.settings import get_settings
+
+FIRST_FAILURE_PREFIX = "fleet:first-failure"
+_FIRST_FAILURE_TTL = 7 * 86_400
+
+
+def store() -> DLQStore:
+    settings = get_settings()
+    return DLQStore(dlq_redis(), settings.priority_steps, settings.priority_sep)
+
+
+def queue_for_delivery(delivery_info: dict[str, Any] | None) -> str:
+    """The catalog queue a message was consumed from, from its exchange + routing key."""
+    info = delivery_info or {}
+    exchange, routing_key = info.get("exchange") or "", info.get("routing_key") or ""
+    for spec in CATALOG:
+        if (spec.exchange, spec.routing_key) == (exchange, routing_key):
+            return spec.name
+        if not exchange and routing_key == spec.name:
+            return spec.name
+    return CATALOG.default_queue
+
+
+def note_retry(task_id: str) -> None:
+    """Remember when a task first failed, so its DLQ entry can say so after the retries."""
+    from service.redis_client import broker_redis
+
+    broker_redis().set(
+        f"{FIRST_FAILURE_PREFIX}:{task_id}", time.time(), nx=True, ex=_FIRST_FAILURE_TTL
+    )
+
+
+def _first_failure(task_id: str, now: float) -> float:
+    from service.redis_client import broker_redis
+
+    raw = broker_redis().get(f"{FIRST_FAILURE_PREFIX}:{task_id}")
+    return float(raw) if raw is not None else now
+
+
+def _base_entry(
+    entry_id: str,
+    task_id: str | None,
+    task_name: str,
+    queue: str,
+    reason: Reason,
+    exc: BaseException | None,
+    now: float,
+) -> dict[str, Any]:
+    settings = get_settings()
+    tb = ""
+    if exc is not None:
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        tb = tb[-settings.dlq_traceback_chars :]
+    return {
+        "id": entry_id,
+        "task_id": task_id,
+        "task_name": task_name,
+        "queue": queue,
+        "reason": str(reason),
+        "exception_type": type(exc).__name__ if exc is not None else None,
+        "exception_message": str(redact_text(str(exc))) if exc is not None else None,
+        "traceback": tb,
+        "retries": 0,
+        "first_failure_at": now,
+        "last_failure_at": now,
+        "worker": socket.gethostname(),
+        "occurrences": 1,
+        "args": [],
+        "kwargs": {},
+        "raw_body": None,
+    }
+
+
+def redact_text(text: str) -> str:
+    # Exception messages are free text; cap them so one huge message cannot bloat the DLQ.
+    return text[:2000]
+
+
+def task_envelope(
+    task: Any, request: Any, args: tuple[Any, ...], kwargs: dict[str, Any], queue: str
+) -> dict[str, Any]:
+    """A kombu Redis envelope that re-runs this task from scratch (retries reset)."""
+    spec = CATALOG.get(queue)
+    headers, properties, body, _ = task.app.amqp.as_task_v2(
+        request.id,
+        task.name,
+        args=list(args),
+        kwargs=dict(kwargs),
+        root_id=request.root_id,
+        parent_id=request.parent_id,
+        origin=request.hostname,
+    )
+    encoded = base64.b64encode(json.dumps(body).encode()).decode()
+    priority = (request.delivery_info or {}).get("priority")
+    return {
+        "body": encoded,
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": headers,
+        "properties": {
+            **{k: v for k, v in properties.items() if v is not None},
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": spec.exchange, "routing_key": spec.routing_key},
+            "priority": priority if priority is not None else 0,
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
+        },
+    }
+
+
+def capture_task_failure(
+    task: Any,
+    request: Any,
+    reason: Reason,
+    exc: BaseException,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> None:
+    """Write the entry for a task that will not be retried. Raises if the write fails."""
+    settings = get_settings()
+    now = time.time()
+    queue = queue_for_delivery(request.delivery_info)
+    entry = _base_entry(request.id, request.id, task.name, queue, reason, exc, now)
+    entry["first_failure_at"] = _first_failure(request.id, now)
+    entry["retries"] = int(request.retries or 0)
+    entry["args"] = redact(list(args), settings.sensitive_keys)
+    entry["kwargs"] = redact(dict(kwargs), settings.sensitive_keys)
+    store().add(entry, task_envelope(task, request, args, kwargs, queue))
+    task_metrics.dead_lettered(queue, task.name, str(reason))
+
+
+def capture_message(
+    message: Any, reason: Reason, exc: BaseException | None, task_name: str | None = None
+) -> None:
+    """Write the entry for a poison message received by the worker's main process."""
+    settings = get_settings()
+    headers = dict(getattr(message, "headers", None) or {})
+    properties = dict(getattr(message, "properties", None) or {})
+    delivery_info = dict(getattr(message, "delivery_info", None) or {})
+    queue = queue_for_delivery(delivery_info)
+    task_id = headers.get("id") if isinstance(headers.get("id"), str) else None
+    name = task_name or (headers.get("task") if isinstance(headers.get("task"), str) else None)
+    entry_id = task_id or str(properties.get("delivery_tag") or uuid.uuid4())
+    now = time.time()
+    entry = _base_entry(entry_id, task_id, name or "(unknown)", queue, reason, exc, now)
+    body = message.body if isinstance(message.body, bytes) else str(message.body).encode()
+    entry["raw_body"] = body[: settings.dlq_raw_body_bytes].decode("utf-8", "replace")
+    entry["raw_body_bytes"] = len(body)
+    entry["content_type"] = getattr(message, "content_type", None)
+    envelope = getattr(message, "_raw", None)
+    if not isinstance(envelope, dict):
+        envelope = {"body": base64.b64encode(body).decode(), "headers": headers,
+                    "properties": properties}
+    store().add(entry, envelope)
+    task_metrics.dead_lettered(queue, entry["task_name"], str(reason))
+
+
+def capture_raw(item: bytes, list_key: str, exc: BaseException) -> None:
+    """Write the entry for bytes in a queue's Redis list that are not a kombu message."""
+    settings = get_settings()
+    queue = list_key.split(settings.priority_sep, 1)[0]
+    if queue not in CATALOG:
+        queue = CATALOG.default_queue
+    import hashlib
+
+    entry_id = "raw-" + hashlib.sha256(item).hexdigest()[:32]
+    now = time.time()
+    entry = _base_entry(entry_id, None, "(unparsed)", queue, Reason.MALFORMED_ENVELOPE, exc, now)
+    entry["raw_body"] = item[: settings.dlq_raw_body_bytes].decode("utf-8", "replace")
+    entry["raw_body_bytes"] = len(item)
+    store().add(entry, {"raw": base64.b64encode(item).decode()})
+    task_metrics.dead_lettered(queue, entry["task_name"], str(Reason.MALFORMED_ENVELOPE))

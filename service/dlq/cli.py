@@ -1,0 +1,3 @@
+"""`fleet dlq ...`: placeholder replaced below."""
+import typer
+dlq_cli = typer.Typer()

@@ -1,0 +1,69 @@
+"""Worker task metrics (names are the contract in design.md).
+
+Tasks run in prefork children, so the worker runs prometheus_client in multiprocess mode:
+`fleet worker` sets and wipes PROMETHEUS_MULTIPROC_DIR before Celery starts, each process
+writes its own files, and the main process serves the merged view."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LABELS = ("queue", "task_name")
+
+# Seconds; spans a no-op (ms) to the longest hard limit in the catalog (30 min).
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
+                    600, 1200, 1800)
+WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+STARTED = Counter("celery_task_started", "Tasks that started running.", LABELS)
+SUCCEEDED = Counter("celery_task_succeeded", "Tasks that returned normally.", LABELS)
+FAILED = Counter(
+    "celery_task_failed", "Task runs that raised (retries included).", (*LABELS, "exception")
+)
+RETRIED = Counter("celery_task_retried", "Retries scheduled.", LABELS)
+DEAD_LETTERED = Counter(
+    "celery_task_dead_lettered", "Messages written to the dead-letter queue.", (*LABELS, "reason")
+)
+DURATION = Histogram(
+    "celery_task_duration_seconds", "Task run time.", LABELS, buckets=DURATION_BUCKETS
+)
+QUEUE_WAIT = Histogram(
+    "celery_task_queue_wait_seconds",
+    "Time from publish (or ETA) to start.",
+    LABELS,
+    buckets=WAIT_BUCKETS,
+)
+# livesum: the sum over live processes; a dead child's value is dropped with its files.
+ACTIVE = Gauge(
+    "celery_active_tasks", "Tasks running now.", LABELS, multiprocess_mode="livesum"
+)
+
+
+class TaskMetrics:
+    """The one place that turns task events into metric updates."""
+
+    def started(self, queue: str, task_name: str, wait_seconds: float | None) -> None:
+        STARTED.labels(queue, task_name).inc()
+        ACTIVE.labels(queue, task_name).inc()
+        if wait_seconds is not None and wait_seconds >= 0:
+            QUEUE_WAIT.labels(queue, task_name).observe(wait_seconds)
+
+    def finished(self, queue: str, task_name: str, duration: float | None) -> None:
+        ACTIVE.labels(queue, task_name).dec()
+        if duration is not None:
+            DURATION.labels(queue, task_name).observe(duration)
+
+    def succeeded(self, queue: str, task_name: str) -> None:
+        SUCCEEDED.labels(queue, task_name).inc()
+
+    def failed(self, queue: str, task_name: str, exception: str) -> None:
+        FAILED.labels(queue, task_name, exception).inc()
+
+    def retried(self, queue: str, task_name: str) -> None:
+        RETRIED.labels(queue, task_name).inc()
+
+    def dead_lettered(self, queue: str, task_name: str, reason: str) -> None:
+        DEAD_LETTERED.labels(queue, task_name, reason).inc()
+
+
+task_metrics = TaskMetrics()

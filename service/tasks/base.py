@@ -1,0 +1,84 @@
+"""The base class of every fleet task: retry policy and dead-letter capture.
+
+Failures are classified once, here: a TransientTaskError (or a type in `autoretry_for`) is
+retried with exponential backoff and jitter until `max_retries`; anything else, or a retry
+budget used up, is written to the dead-letter queue synchronously, inside the worker, before
+Celery acknowledges the message (acks_late). If that write fails, the message is rejected
+with requeue so it comes back: a failed task never vanishes."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, ClassVar
+
+from celery import Task
+from celery.exceptions import MaxRetriesExceededError, Reject, Retry, SoftTimeLimitExceeded
+
+from service.dlq import capture
+from service.dlq.reasons import Reason
+from service.errors import PermanentTaskError, TransientTaskError
+
+
+class FleetTask(Task):  # type: ignore[misc]  # celery-types: Task is generic in stubs only
+    """Shared policy: JSON-only, late ack, backoff with jitter, dead-lettering."""
+
+    abstract = True
+    acks_late = True
+    reject_on_worker_lost = True
+    # Exponential backoff with full jitter, capped, so a burst of failures does not retry in
+    # lock-step and hammer the dependency that just failed.
+    retry_backoff = 2
+    retry_backoff_max = 300
+    retry_jitter = True
+    max_retries = 5
+    autoretry_for: ClassVar[tuple[type[BaseException], ...]] = (TransientTaskError,)
+    # Checked by Celery at call time as well, so a wrong call fails in the caller.
+    typing = True
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        bad_arguments = self._signature_problem(args, kwargs)
+        if bad_arguments is not None:
+            self._dead_letter(Reason.INVALID_ARGUMENTS, TypeError(bad_arguments), args, kwargs)
+            raise PermanentTaskError(bad_arguments)
+        try:
+            return super().__call__(*args, **kwargs)
+        except Retry:
+            capture.note_retry(self.request.id)
+            raise
+        except Reject:
+            raise
+        except SoftTimeLimitExceeded as exc:
+            self._dead_letter(Reason.SOFT_TIME_LIMIT, exc, args, kwargs)
+            raise
+        except Exception as exc:
+            self._dead_letter(self._reason_for(exc), exc, args, kwargs)
+            raise
+
+    def _signature_problem(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+        try:
+            inspect.signature(self.run).bind(*args, **kwargs)
+        except TypeError as exc:
+            return f"{self.name}: arguments do not fit the signature: {exc}"
+        return None
+
+    def _reason_for(self, exc: BaseException) -> Reason:
+        if isinstance(exc, MaxRetriesExceededError):
+            return Reason.MAX_RETRIES_EXCEEDED
+        if isinstance(exc, PermanentTaskError):
+            return Reason.NON_RETRYABLE_ERROR
+        retryable = isinstance(exc, tuple(self.autoretry_for))
+        if retryable:
+            return Reason.MAX_RETRIES_EXCEEDED
+        return Reason.NON_RETRYABLE_ERROR
+
+    def _dead_letter(
+        self, reason: Reason, exc: BaseException, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        try:
+            capture.capture_task_failure(self, self.request, reason, exc, args, kwargs)
+        except Exception as write_error:
+            # Not acked: the message returns to the queue and is tried again later.
+            raise Reject(
+                f"dead-letter write failed ({type(write_error).__name__}); requeued",
+                requeue=True,
+            ) from None

@@ -1,0 +1,89 @@
+"""Diagnostic tasks (routed to `default`) used by smoke tests, `fleet dev` and benchmarks."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from celery import shared_task
+
+from service.errors import PermanentTaskError, TransientTaskError
+from service.redis_client import broker_redis
+from service.tasks.base import FleetTask
+
+_RECORD_TTL = 86_400
+
+
+@shared_task(base=FleetTask, name="service.tasks.diagnostics.noop")
+def noop(value: Any = None) -> Any:
+    """Return the argument unchanged."""
+    return value
+
+
+@shared_task(base=FleetTask, name="service.tasks.diagnostics.fail")
+def fail(message: str = "diagnostic failure") -> None:
+    """Raise a permanent error: no retry, straight to the dead-letter queue."""
+    raise PermanentTaskError(message)
+
+
+@shared_task(base=FleetTask, name="service.tasks.diagnostics.sleep")
+def sleep(seconds: float, marker: str | None = None) -> float:
+    """Sleep, then (optionally) record completion under `marker` (shutdown tests)."""
+    time.sleep(seconds)
+    if marker:
+        broker_redis().rpush(f"fleet:diag:done:{marker}", time.time())
+    return seconds
+
+
+@shared_task(base=FleetTask, name="service.tasks.diagnostics.record", bind=True)
+def record(self: FleetTask, run_key: str, item: str) -> str:
+    """Count one execution of `item` in a Redis hash (loss/duplication tests)."""
+    client = broker_redis()
+    with client.pipeline() as pipe:
+        pipe.hincrby(f"fleet:diag:runs:{run_key}", item, 1)
+        pipe.expire(f"fleet:diag:runs:{run_key}", _RECORD_TTL)
+        pipe.execute()
+    return item
+
+
+@shared_task(
+    base=FleetTask,
+    name="service.tasks.diagnostics.flaky",
+    bind=True,
+    max_retries=3,
+    retry_backoff=1,
+    retry_backoff_max=8,
+    retry_jitter=False,
+)
+def flaky(self: FleetTask, run_key: str, failures: int) -> int:
+    """Fail transiently `failures` times, recording each attempt's time, then succeed."""
+    client = broker_redis()
+    client.rpush(f"fleet:diag:attempts:{run_key}", time.time())
+    client.expire(f"fleet:diag:attempts:{run_key}", _RECORD_TTL)
+    if self.request.retries < failures:
+        raise TransientTaskError(f"attempt {self.request.retries} failed on purpose")
+    return int(self.request.retries)
+
+
+@shared_task(base=FleetTask, name="service.tasks.diagnostics.rate_limited", rate_limit="5/s")
+def rate_limited(run_key: str) -> None:
+    """Record start times; Celery's per-worker token bucket allows 5 per second."""
+    broker_redis().rpush(f"fleet:diag:rate:{run_key}", time.time())
+
+
+@shared_task(base=FleetTask, name="service.tasks.diagnostics.busy", bind=True)
+def busy(self: FleetTask, seconds: float, run_key: str) -> str:
+    """Run for `seconds` in small steps; report whether the soft time limit cut it short."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    client = broker_redis()
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+    except SoftTimeLimitExceeded:
+        # Clean up and report, then re-raise so the task is recorded as failed.
+        client.rpush(f"fleet:diag:soft:{run_key}", "soft_time_limit")
+        raise
+    client.rpush(f"fleet:diag:soft:{run_key}", "completed")
+    return "completed"

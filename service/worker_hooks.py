@@ -1,0 +1,122 @@
+"""Wires the worker: per-queue settings at start, publish headers, task metrics, heartbeat."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from celery import Celery, signals
+
+from service.dlq.capture import queue_for_delivery
+from service.errors import RoutingError
+from service.heartbeat import HeartbeatStep
+from service.metrics import task_metrics
+from service.queue_stats import SENT_AT_HEADER
+from service.queues import CATALOG, PRIORITY_STEPS
+
+_started_at: dict[str, float] = {}
+
+
+def apply_queue_defaults(conf: Any, options: dict[str, Any]) -> None:
+    """Concurrency, prefetch and time limits of the queues this worker consumes, unless given
+    on the command line. Several queues: the most generous limits (never kill earlier than
+    any of them allows) and the smallest prefetch."""
+    raw = options.get("queues") or []
+    names = raw.split(",") if isinstance(raw, str) else list(raw)
+    specs = [CATALOG.get(n.strip()) for n in names if n.strip()]
+    if not specs:
+        return
+    if options.get("concurrency") is None:
+        conf.worker_concurrency = max(s.concurrency for s in specs)
+    if options.get("prefetch_multiplier") is None:
+        conf.worker_prefetch_multiplier = min(s.prefetch_multiplier for s in specs)
+    if options.get("soft_time_limit") is None:
+        conf.task_soft_time_limit = max(s.soft_time_limit for s in specs)
+    if options.get("time_limit") is None:
+        conf.task_time_limit = max(s.hard_time_limit for s in specs)
+
+
+def _on_worker_init(sender: Any = None, conf: Any = None, options: Any = None, **_: Any) -> None:
+    apply_queue_defaults(conf, dict(options or {}))
+
+
+def _destination_queue(declare: Any, routing_key: str | None) -> str | None:
+    for queue in declare or ():
+        name = getattr(queue, "name", None)
+        if name in CATALOG:
+            return str(name)
+    return routing_key if routing_key in CATALOG else None
+
+
+def _on_before_publish(
+    headers: dict[str, Any] | None = None,
+    properties: dict[str, Any] | None = None,
+    declare: Any = None,
+    routing_key: str | None = None,
+    **_: Any,
+) -> None:
+    if headers is not None:
+        headers.setdefault(SENT_AT_HEADER, time.time())
+    if properties is None:
+        return
+    priority = properties.get("priority")
+    if priority is not None and (not isinstance(priority, int) or not 0 <= priority <= 9):
+        raise RoutingError(
+            f"priority must be an int 0..9 (0 = most urgent; use service.queues.Priority), "
+            f"got {priority!r}"
+        )
+    queue = _destination_queue(declare, routing_key)
+    if queue is not None and not CATALOG.get(queue).supports_priority:
+        # One FIFO list for queues that do not honour priorities.
+        properties["priority"] = PRIORITY_STEPS[0]
+
+
+def _task_queue(task: Any) -> str:
+    return queue_for_delivery(getattr(task.request, "delivery_info", None))
+
+
+def _on_prerun(task_id: str = "", task: Any = None, **_: Any) -> None:
+    now = time.time()
+    _started_at[task_id] = now
+    headers = getattr(task.request, "headers", None) or {}
+    sent = getattr(task.request, SENT_AT_HEADER, None) or headers.get(SENT_AT_HEADER)
+    wait = None
+    if sent is not None:
+        eta = getattr(task.request, "eta", None)
+        # A countdown/ETA task waits on purpose: measure from its due time instead.
+        ready_at = float(sent)
+        if eta:
+            from datetime import datetime
+
+            ready_at = max(ready_at, datetime.fromisoformat(str(eta)).timestamp())
+        wait = max(0.0, now - ready_at)
+    task_metrics.started(_task_queue(task), task.name, wait)
+
+
+def _on_postrun(task_id: str = "", task: Any = None, **_: Any) -> None:
+    started = _started_at.pop(task_id, None)
+    duration = time.time() - started if started is not None else None
+    task_metrics.finished(_task_queue(task), task.name, duration)
+
+
+def _on_success(sender: Any = None, **_: Any) -> None:
+    task_metrics.succeeded(_task_queue(sender), sender.name)
+
+
+def _on_failure(sender: Any = None, exception: BaseException | None = None, **_: Any) -> None:
+    task_metrics.failed(_task_queue(sender), sender.name, type(exception).__name__)
+
+
+def _on_retry(sender: Any = None, **_: Any) -> None:
+    task_metrics.retried(_task_queue(sender), sender.name)
+
+
+def install(app: Celery) -> None:
+    signals.celeryd_init.connect(_on_worker_init, weak=False)
+    signals.before_task_publish.connect(_on_before_publish, weak=False)
+    signals.task_prerun.connect(_on_prerun, weak=False)
+    signals.task_postrun.connect(_on_postrun, weak=False)
+    signals.task_success.connect(_on_success, weak=False)
+    signals.task_failure.connect(_on_failure, weak=False)
+    signals.task_retry.connect(_on_retry, weak=False)
+    app.steps["consumer"].add(HeartbeatStep)
