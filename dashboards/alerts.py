@@ -85,9 +85,10 @@ def _task_alerts() -> Iterator[Alert]:
         f" > {FAILURE_RATIO:g}",
         for_="10m",
         severity="warning",
-        summary="Queue {{ $labels.queue }}: {{ $value | humanizePercentage }} of tasks fail",
-        description=f"More than {FAILURE_RATIO:.0%} of the task executions on queue "
-        "{{ $labels.queue }} failed over the last 5 minutes, for 10 minutes.",
+        summary="Queue {{ $labels.queue }}: {{ $value | humanizePercentage }} of task runs fail",
+        description=f"More than {FAILURE_RATIO:.0%} of the task runs on queue "
+        "{{ $labels.queue }} raised (retried runs included) over the last 5 minutes, "
+        "for 10 minutes.",
         runbook="Open the queue dashboard (failures by task and exception) and the worker logs "
         "of that queue. A new exception after a deploy: roll back. A dependency error (SMTP, "
         "database): fix or wait for it, then replay the dead letters with `fleet dlq replay`.",

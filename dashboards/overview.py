@@ -76,7 +76,7 @@ def build() -> dash.Dashboard:
                     )
                 ],
                 unit="percentunit",
-                description="Failed executions over started executions.",
+                description="Runs that raised (retries included) over runs started.",
             )
         )
         .with_panel(
@@ -153,7 +153,14 @@ def build() -> dash.Dashboard:
             graph(
                 "Active tasks by queue",
                 [Query("sum by (queue) (celery_active_tasks)", "{{queue}}")],
-                width=8,
+            )
+        )
+        .with_panel(
+            graph(
+                "Exporter errors /s",
+                [Query("sum(rate(celery_exporter_errors_total[$__rate_interval]))", "errors")],
+                unit="ops",
+                description="Failed Redis reads of the queue exporter; its gauges go stale.",
             )
         )
         .with_panel(
@@ -186,7 +193,7 @@ def build() -> dash.Dashboard:
                         "{{queue}} available",
                     ),
                 ],
-                width=16,
+                width=24,
             )
         )
     )

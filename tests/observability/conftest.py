@@ -1,0 +1,66 @@
+"""Fixtures for the dashboards/alerts tests: the generated files, the committed files, and
+the promtool/prometheus binaries (missing: skip locally, FAIL when `CI` is set)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+RULE_FILES = sorted((REPO / "alerts").glob("*.yaml"))
+RULE_TEST_FILES = sorted((REPO / "alerts" / "tests").glob("*.yaml"))
+
+
+def binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is not installed; CI must provide it (make setup)")
+        pytest.skip(f"{name} not installed (apt-get install prometheus)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    return binary("promtool")
+
+
+@pytest.fixture(scope="session")
+def prometheus_binary() -> str:
+    return binary("prometheus")
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def rule_groups() -> list[dict[str, Any]]:
+    groups: list[dict[str, Any]] = []
+    for path in RULE_FILES:
+        groups.extend(load_yaml(path)["groups"])
+    return groups
+
+
+@pytest.fixture(scope="session")
+def alert_rules(rule_groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [rule for group in rule_groups for rule in group["rules"] if "alert" in rule]
+
+
+@pytest.fixture(scope="session")
+def rule_tests() -> list[dict[str, Any]]:
+    """Every test case of every promtool test file."""
+    cases: list[dict[str, Any]] = []
+    for path in RULE_TEST_FILES:
+        cases.extend(load_yaml(path)["tests"])
+    return cases
