@@ -306,9 +306,7 @@ def _queues(r: _Reader, catalog: QueueCatalog, mode: AutoscalerMode) -> tuple[Qu
         lo = q.integer("minReplicas", max(auto.min_replicas, floor), minimum=floor)
         hi = q.integer("maxReplicas", auto.max_replicas, minimum=1)
         if lo > hi:
-            raise InfraConfigError(
-                f"{q.key('minReplicas')} ({lo}) > {q.key('maxReplicas')} ({hi})"
-            )
+            raise InfraConfigError(f"{q.key('minReplicas')} ({lo}) > {q.key('maxReplicas')} ({hi})")
         resources = _resources(q.obj("resources"), _default_worker_resources(spec))
         per_child_kb = int(resources.memory_limit_mib * 1024 * 0.8) // spec.concurrency
         if per_child_kb < 10_000:
@@ -412,7 +410,9 @@ def parse_config(
         tls_secret_name=fl.text("tlsSecretName", pattern=_DNS_LABEL),
     )
     if features.flower_ingress and not flower.ingress_host:
-        raise InfraConfigError(f"{_key('features.flowerIngress')} needs {_key('flower.ingressHost')}")
+        raise InfraConfigError(
+            f"{_key('features.flowerIngress')} needs {_key('flower.ingressHost')}"
+        )
     mon = top.obj("monitoring")
     mon.only("namespace", "releaseLabel", "ingressNamespace")
     monitoring = MonitoringConfig(
@@ -425,7 +425,9 @@ def parse_config(
         stack=stack,
         namespace=top.text("namespace", "celery-fleet", pattern=_DNS_LABEL) or "celery-fleet",
         image=top.req_str("image", pattern=_IMAGE),
-        image_pull_policy=cast(PullPolicy, top.choice("imagePullPolicy", PullPolicy, "IfNotPresent")),
+        image_pull_policy=cast(
+            PullPolicy, top.choice("imagePullPolicy", PullPolicy, "IfNotPresent")
+        ),
         log_level=cast(LogLevel, top.choice("logLevel", LogLevel, "INFO")),
         queues=_queues(top.obj("queues"), catalog, autoscaler.mode),
         redis=_redis(top.obj("redis"), stack),

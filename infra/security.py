@@ -8,7 +8,7 @@ import pulumi_kubernetes as k8s
 
 from infra.config import FleetConfig
 from infra.labels import app_labels
-from infra.names import PART_OF, SERVICE_ACCOUNT
+from infra.names import EXPORTER_PORT, PART_OF, SERVICE_ACCOUNT, WORKER_METRICS_PORT
 
 
 def namespace_selector(name: str) -> k8s.meta.v1.LabelSelectorArgsDict:
@@ -52,6 +52,27 @@ class FleetNamespace(pulumi.ComponentResource):
             f"{resource_name}-default-deny",
             metadata={"name": "default-deny-ingress", "namespace": self.name, "labels": labels},
             spec={"pod_selector": {}, "policy_types": ["Ingress"]},
+            opts=child,
+        )
+        # Prometheus scrapes workers and the exporter directly (Flower has its own policy).
+        k8s.networking.v1.NetworkPolicy(
+            f"{resource_name}-allow-scrape",
+            metadata={"name": "allow-prometheus-scrape", "namespace": self.name, "labels": labels},
+            spec={
+                "pod_selector": {"match_labels": {"app.kubernetes.io/part-of": PART_OF}},
+                "policy_types": ["Ingress"],
+                "ingress": [
+                    {
+                        "from_": [
+                            {"namespace_selector": namespace_selector(cfg.monitoring.namespace)}
+                        ],
+                        "ports": [
+                            {"protocol": "TCP", "port": WORKER_METRICS_PORT},
+                            {"protocol": "TCP", "port": EXPORTER_PORT},
+                        ],
+                    }
+                ],
+            },
             opts=child,
         )
         self.register_outputs({"name": self.name, "service_account": self.service_account})

@@ -1,0 +1,61 @@
+"""celery-fleet: wires the components; every decision lives in the modules it imports."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# `pulumi up` runs this file with infra/ as the working directory; make the repo importable.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pulumi
+
+from infra.beat import Beat
+from infra.config import load_config
+from infra.exporter import QueueExporter
+from infra.flower import Flower
+from infra.metrics_provider import ExternalMetricsProvider
+from infra.monitoring import Monitoring
+from infra.redis_elasticache import ElastiCacheRedis
+from infra.redis_incluster import InClusterRedis
+from infra.secrets import AppSecrets
+from infra.security import FleetNamespace
+from infra.worker_pool import WorkerPool
+
+cfg = load_config()
+ns = FleetNamespace("fleet", cfg)
+after_ns = pulumi.ResourceOptions(depends_on=[ns])
+
+redis: InClusterRedis | ElastiCacheRedis
+if cfg.redis.in_cluster is not None:
+    redis = InClusterRedis("redis", cfg.redis.in_cluster, ns.name, cfg.namespace, opts=after_ns)
+else:
+    assert cfg.redis.elasticache is not None
+    redis = ElastiCacheRedis("redis", cfg.redis.elasticache, cfg.stack)
+secrets = AppSecrets("app", cfg, ns.name, redis.broker_url, opts=after_ns)
+after_secrets = pulumi.ResourceOptions(depends_on=[ns, secrets])
+
+if cfg.autoscaler.install_provider:
+    ExternalMetricsProvider("metrics-provider", cfg.autoscaler, cfg.monitoring.namespace)
+pools = {q.name: WorkerPool(q.name, q, cfg, ns.name, opts=after_secrets) for q in cfg.queues}
+beat = Beat("beat", cfg, ns.name, opts=after_secrets) if cfg.features.beat else None
+exporter = QueueExporter("exporter", cfg, ns.name, opts=after_secrets)
+flower = Flower("flower", cfg, ns.name, opts=after_secrets) if cfg.features.flower else None
+if cfg.features.monitoring:
+    Monitoring(
+        "monitoring",
+        cfg,
+        ns.name,
+        exporter.labels,
+        flower.labels if flower else None,
+        opts=after_ns,
+    )
+
+pulumi.export("namespace", ns.name)
+pulumi.export("redis_mode", cfg.redis.mode)
+pulumi.export("redis_host", redis.host)
+pulumi.export("broker_url", redis.broker_url)
+pulumi.export("autoscaler_mode", cfg.autoscaler.mode)
+pulumi.export("worker_deployments", {name: p.deployment_name for name, p in pools.items()})
+if flower is not None and flower.url is not None:
+    pulumi.export("flower_url", flower.url)

@@ -1,0 +1,145 @@
+"""Per-queue autoscaling on the external metric `celery_queue_length{queue=...}`, either as
+a plain HPA (metric served by prometheus-adapter) or a KEDA ScaledObject. Only one
+external-metrics provider can own the API per cluster, hence one mode per stack."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra.config import AutoscalerConfig, QueueConfig
+from infra.labels import app_labels
+from infra.names import autoscaler_name
+
+METRIC = "celery_queue_length"
+
+
+def queue_length_query(queue: str, namespace: str) -> str:
+    """PromQL for one queue's backlog; `max` de-duplicates exporter replicas."""
+    return f'max({METRIC}{{queue="{queue}",namespace="{namespace}"}})'
+
+
+def hpa_behavior(
+    cfg: AutoscalerConfig,
+) -> k8s.autoscaling.v2.HorizontalPodAutoscalerBehaviorArgsDict:
+    """Scale up at once on a backlog; scale down slowly, a bounded share at a time, so a
+    brief lull does not tear down workers that the next burst needs."""
+    return {
+        "scale_up": {
+            "stabilization_window_seconds": 0,
+            "select_policy": "Max",
+            "policies": [
+                {"type": "Percent", "value": 100, "period_seconds": 15},
+                {"type": "Pods", "value": 4, "period_seconds": 15},
+            ],
+        },
+        "scale_down": {
+            "stabilization_window_seconds": cfg.scale_down_stabilization,
+            "select_policy": "Min",
+            "policies": [{"type": "Percent", "value": 50, "period_seconds": 60}],
+        },
+    }
+
+
+class QueueAutoscaler(pulumi.ComponentResource):
+    """An HPA or a ScaledObject for one worker Deployment. Output: `kind`."""
+
+    kind: pulumi.Output[str]
+
+    def __init__(
+        self,
+        resource_name: str,
+        queue: QueueConfig,
+        cfg: AutoscalerConfig,
+        deployment: pulumi.Input[str],
+        namespace: pulumi.Input[str],
+        namespace_name: str,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("celery-fleet:k8s:QueueAutoscaler", resource_name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        name = autoscaler_name(queue.name)
+        labels = app_labels("celery-worker", name, "autoscaler")
+        if cfg.mode == "hpa":
+            k8s.autoscaling.v2.HorizontalPodAutoscaler(
+                resource_name,
+                metadata={"name": name, "namespace": namespace, "labels": labels},
+                spec={
+                    "scale_target_ref": {
+                        "api_version": "apps/v1",
+                        "kind": "Deployment",
+                        "name": deployment,
+                    },
+                    "min_replicas": queue.min_replicas,
+                    "max_replicas": queue.max_replicas,
+                    "metrics": [
+                        {
+                            "type": "External",
+                            "external": {
+                                "metric": {
+                                    "name": METRIC,
+                                    "selector": {"match_labels": {"queue": queue.name}},
+                                },
+                                "target": {
+                                    "type": "AverageValue",
+                                    "average_value": str(queue.backlog_per_replica),
+                                },
+                            },
+                        }
+                    ],
+                    "behavior": hpa_behavior(cfg),
+                },
+                opts=child,
+            )
+            self.kind = pulumi.Output.from_input("HorizontalPodAutoscaler")
+        else:
+            k8s.apiextensions.CustomResource(
+                resource_name,
+                api_version="keda.sh/v1alpha1",
+                kind="ScaledObject",
+                metadata={"name": name, "namespace": namespace, "labels": labels},
+                spec={
+                    "scaleTargetRef": {
+                        "apiVersion": "apps/v1",
+                        "kind": "Deployment",
+                        "name": deployment,
+                    },
+                    "minReplicaCount": queue.min_replicas,
+                    "maxReplicaCount": queue.max_replicas,
+                    "pollingInterval": cfg.polling_interval,
+                    "cooldownPeriod": cfg.scale_down_stabilization,
+                    "advanced": {
+                        "horizontalPodAutoscalerConfig": {
+                            "behavior": {
+                                "scaleUp": {
+                                    "stabilizationWindowSeconds": 0,
+                                    "policies": [
+                                        {"type": "Percent", "value": 100, "periodSeconds": 15}
+                                    ],
+                                },
+                                "scaleDown": {
+                                    "stabilizationWindowSeconds": cfg.scale_down_stabilization,
+                                    "policies": [
+                                        {"type": "Percent", "value": 50, "periodSeconds": 60}
+                                    ],
+                                },
+                            }
+                        }
+                    },
+                    "triggers": [
+                        {
+                            "type": "prometheus",
+                            "metricType": "AverageValue",
+                            "metadata": {
+                                "serverAddress": cfg.prometheus_url,
+                                "query": queue_length_query(queue.name, namespace_name),
+                                "threshold": str(queue.backlog_per_replica),
+                                "activationThreshold": "0",
+                            },
+                        }
+                    ],
+                },
+                opts=child,
+            )
+            self.kind = pulumi.Output.from_input("ScaledObject")
+        self.register_outputs({"kind": self.kind})

@@ -1,0 +1,76 @@
+"""The queue-length exporter (`fleet exporter`): one replica is enough, it only reads list
+lengths; its Service is what the ServiceMonitor and the autoscalers' metric depend on."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra.config import FleetConfig, Resources
+from infra.labels import app_labels, selector
+from infra.names import EXPORTER, EXPORTER_PORT
+from infra.podspec import app_container, pod_spec, scratch
+
+EXPORTER_RESOURCES = Resources("50m", "96Mi", "192Mi")
+
+
+class QueueExporter(pulumi.ComponentResource):
+    """Outputs: `service_name`, `labels` (for monitors)."""
+
+    service_name: pulumi.Output[str]
+
+    def __init__(
+        self,
+        resource_name: str,
+        cfg: FleetConfig,
+        namespace: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("celery-fleet:k8s:QueueExporter", resource_name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.labels = app_labels("celery-exporter", EXPORTER, "exporter")
+        tmp_vol, tmp_mount = scratch("tmp", "/tmp")
+        container = app_container(
+            cfg,
+            "exporter",
+            ["exporter", "--port", str(EXPORTER_PORT)],
+            EXPORTER_RESOURCES,
+            mounts=[tmp_mount],
+            ports=[{"name": "metrics", "container_port": EXPORTER_PORT}],
+        )
+        container["readiness_probe"] = {
+            "http_get": {"path": "/metrics", "port": "metrics"},
+            "period_seconds": 10,
+            "timeout_seconds": 5,
+        }
+        container["liveness_probe"] = {
+            "http_get": {"path": "/metrics", "port": "metrics"},
+            "initial_delay_seconds": 20,
+            "period_seconds": 30,
+            "timeout_seconds": 10,
+            "failure_threshold": 3,
+        }
+        k8s.apps.v1.Deployment(
+            resource_name,
+            metadata={"name": EXPORTER, "namespace": namespace, "labels": self.labels},
+            spec={
+                "replicas": 1,
+                "selector": {"match_labels": selector(self.labels)},
+                "template": {
+                    "metadata": {"labels": self.labels},
+                    "spec": pod_spec(cfg, [container], [tmp_vol]),
+                },
+            },
+            opts=child,
+        )
+        service = k8s.core.v1.Service(
+            resource_name,
+            metadata={"name": EXPORTER, "namespace": namespace, "labels": self.labels},
+            spec={
+                "selector": selector(self.labels),
+                "ports": [{"name": "metrics", "port": EXPORTER_PORT, "target_port": "metrics"}],
+            },
+            opts=child,
+        )
+        self.service_name = service.metadata.name
+        self.register_outputs({"service_name": self.service_name})

@@ -1,0 +1,170 @@
+"""Flower behind basic auth, with an optional Ingress. Flower serves /metrics and
+/healthcheck WITHOUT auth, so its port admits only the ingress controller and monitoring
+namespaces, and the Ingress sends those two paths to a Service with no endpoints."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from infra.config import FleetConfig, Resources
+from infra.labels import app_labels, selector
+from infra.names import FLOWER, FLOWER_AUTH_KEY, FLOWER_PORT, FLOWER_SECRET
+from infra.podspec import app_container, env, pod_spec, scratch, secret_env
+from infra.security import namespace_selector
+
+FLOWER_RESOURCES = Resources("100m", "192Mi", "384Mi")
+UNAUTHENTICATED_PATHS = ("/metrics", "/healthcheck")
+
+
+class Flower(pulumi.ComponentResource):
+    """Outputs: `service_name`, `url` (None without Ingress), `labels`."""
+
+    service_name: pulumi.Output[str]
+    url: pulumi.Output[str] | None
+
+    def __init__(
+        self,
+        resource_name: str,
+        cfg: FleetConfig,
+        namespace: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("celery-fleet:k8s:Flower", resource_name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.labels = app_labels("celery-flower", FLOWER, "flower")
+        password = cfg.secrets.flower_password
+        if password is None:
+            password = random.RandomPassword(
+                f"{resource_name}-password", length=32, special=False, opts=child
+            ).result
+        secret = k8s.core.v1.Secret(
+            f"{resource_name}-auth",
+            metadata={"name": FLOWER_SECRET, "namespace": namespace, "labels": self.labels},
+            type="Opaque",
+            string_data={
+                FLOWER_AUTH_KEY: pulumi.Output.secret(
+                    pulumi.Output.concat(cfg.flower.user, ":", password)
+                )
+            },
+            opts=child,
+        )
+        tmp_vol, tmp_mount = scratch("tmp", "/tmp")
+        container = app_container(
+            cfg,
+            "flower",
+            ["flower"],
+            FLOWER_RESOURCES,
+            extra_env=[
+                secret_env("FLEET_FLOWER_BASIC_AUTH", FLOWER_SECRET, FLOWER_AUTH_KEY),
+                env("FLEET_FLOWER_PORT", str(FLOWER_PORT)),
+            ],
+            mounts=[tmp_mount],
+            ports=[{"name": "http", "container_port": FLOWER_PORT}],
+        )
+        container["readiness_probe"] = {
+            "http_get": {"path": "/healthcheck", "port": "http"},
+            "period_seconds": 10,
+        }
+        container["liveness_probe"] = {
+            "http_get": {"path": "/healthcheck", "port": "http"},
+            "initial_delay_seconds": 30,
+            "period_seconds": 30,
+            "timeout_seconds": 10,
+        }
+        k8s.apps.v1.Deployment(
+            resource_name,
+            metadata={"name": FLOWER, "namespace": namespace, "labels": self.labels},
+            spec={
+                "replicas": 1,
+                "selector": {"match_labels": selector(self.labels)},
+                "template": {
+                    "metadata": {"labels": self.labels},
+                    "spec": pod_spec(cfg, [container], [tmp_vol]),
+                },
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[secret]),
+        )
+        service = k8s.core.v1.Service(
+            resource_name,
+            metadata={"name": FLOWER, "namespace": namespace, "labels": self.labels},
+            spec={
+                "selector": selector(self.labels),
+                "ports": [{"name": "http", "port": FLOWER_PORT, "target_port": "http"}],
+            },
+            opts=child,
+        )
+        self.service_name = service.metadata.name
+        k8s.networking.v1.NetworkPolicy(
+            f"{resource_name}-ingress",
+            metadata={"name": FLOWER, "namespace": namespace, "labels": self.labels},
+            spec={
+                "pod_selector": {"match_labels": selector(self.labels)},
+                "policy_types": ["Ingress"],
+                "ingress": [
+                    {
+                        "from_": [
+                            {
+                                "namespace_selector": namespace_selector(
+                                    cfg.monitoring.ingress_namespace
+                                )
+                            },
+                            {"namespace_selector": namespace_selector(cfg.monitoring.namespace)},
+                        ],
+                        "ports": [{"protocol": "TCP", "port": FLOWER_PORT}],
+                    }
+                ],
+            },
+            opts=child,
+        )
+        self.url = None
+        if cfg.features.flower_ingress and cfg.flower.ingress_host:
+            self.url = self._ingress(resource_name, cfg, namespace, cfg.flower.ingress_host)
+        self.register_outputs({"service_name": self.service_name, "url": self.url})
+
+    def _ingress(
+        self, resource_name: str, cfg: FleetConfig, namespace: pulumi.Input[str], host: str
+    ) -> pulumi.Output[str]:
+        child = pulumi.ResourceOptions(parent=self)
+        # A Service that selects no pod: the controller answers 503 for these paths, so the
+        # unauthenticated endpoints never leave the cluster through the Ingress.
+        blocked = k8s.core.v1.Service(
+            f"{resource_name}-blocked",
+            metadata={"name": f"{FLOWER}-blocked", "namespace": namespace, "labels": self.labels},
+            spec={
+                "selector": {"celery-fleet/no-endpoints": "true"},
+                "ports": [{"name": "http", "port": FLOWER_PORT}],
+            },
+            opts=child,
+        )
+        paths: list[k8s.networking.v1.HTTPIngressPathArgsDict] = [
+            {
+                "path": path,
+                "path_type": "Exact",
+                "backend": {"service": {"name": blocked.metadata.name, "port": {"name": "http"}}},
+            }
+            for path in UNAUTHENTICATED_PATHS
+        ]
+        paths.append(
+            {
+                "path": "/",
+                "path_type": "Prefix",
+                "backend": {"service": {"name": self.service_name, "port": {"name": "http"}}},
+            }
+        )
+        spec: k8s.networking.v1.IngressSpecArgsDict = {
+            "ingress_class_name": cfg.flower.ingress_class_name,
+            "rules": [{"host": host, "http": {"paths": paths}}],
+        }
+        scheme = "http"
+        if cfg.flower.tls_secret_name:
+            spec["tls"] = [{"hosts": [host], "secret_name": cfg.flower.tls_secret_name}]
+            scheme = "https"
+        k8s.networking.v1.Ingress(
+            resource_name,
+            metadata={"name": FLOWER, "namespace": namespace, "labels": self.labels},
+            spec=spec,
+            opts=child,
+        )
+        return pulumi.Output.from_input(f"{scheme}://{host}/")

@@ -1,0 +1,80 @@
+"""Optionally install the cluster's external-metrics provider: prometheus-adapter (hpa
+mode, with the `celery_queue_length` external rule) or KEDA (keda mode)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra.autoscaler import METRIC
+from infra.config import AutoscalerConfig
+
+PROMETHEUS_ADAPTER_CHART = ("prometheus-adapter", "4.11.0",
+                            "https://prometheus-community.github.io/helm-charts")  # fmt: skip
+KEDA_CHART = ("keda", "2.16.1", "https://kedacore.github.io/charts")
+
+
+def adapter_values(prometheus_url: str) -> dict[str, Any]:
+    """prometheus-adapter values serving `celery_queue_length` as an external metric,
+    namespaced so an HPA only sees the exporter of its own namespace."""
+    parts = urlsplit(prometheus_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return {
+        "prometheus": {
+            "url": f"{parts.scheme}://{parts.hostname}",
+            "port": port,
+            "path": parts.path.rstrip("/"),
+        },
+        "rules": {
+            "default": False,
+            "external": [
+                {
+                    "seriesQuery": f'{METRIC}{{queue!=""}}',
+                    "resources": {"overrides": {"namespace": {"resource": "namespace"}}},
+                    "name": {"as": METRIC},
+                    "metricsQuery": "max by (queue) (<<.Series>>{<<.LabelMatchers>>})",
+                }
+            ],
+        },
+    }
+
+
+class ExternalMetricsProvider(pulumi.ComponentResource):
+    """A Helm release of prometheus-adapter or KEDA. Output: `release_name`."""
+
+    release_name: pulumi.Output[str]
+
+    def __init__(
+        self,
+        resource_name: str,
+        cfg: AutoscalerConfig,
+        monitoring_namespace: str,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("celery-fleet:k8s:ExternalMetricsProvider", resource_name, None, opts)
+        if cfg.mode == "hpa":
+            chart, version, repo = PROMETHEUS_ADAPTER_CHART
+            namespace, values, create_ns = (
+                monitoring_namespace,
+                adapter_values(cfg.prometheus_url),
+                False,
+            )
+        else:
+            chart, version, repo = KEDA_CHART
+            namespace, values, create_ns = "keda", {}, True
+        release = k8s.helm.v3.Release(
+            resource_name,
+            name=chart,
+            chart=chart,
+            version=version,
+            namespace=namespace,
+            create_namespace=create_ns,
+            repository_opts={"repo": repo},
+            values=values,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.release_name = release.name.apply(lambda n: n or chart)
+        self.register_outputs({"release_name": self.release_name})

@@ -1,0 +1,45 @@
+"""The Kubernetes Secrets the workloads read their credentials from (never literal env)."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra.config import FleetConfig
+from infra.labels import app_labels
+from infra.names import APP_SECRET, BROKER_SECRET, BROKER_URL_KEY, PART_OF, SMTP_PASSWORD_KEY
+
+
+class AppSecrets(pulumi.ComponentResource):
+    """The broker URL Secret (CELERY_BROKER_URL) and, when configured, the SMTP password."""
+
+    broker_secret_name: pulumi.Output[str]
+
+    def __init__(
+        self,
+        resource_name: str,
+        cfg: FleetConfig,
+        namespace: pulumi.Input[str],
+        broker_url: pulumi.Output[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("celery-fleet:k8s:AppSecrets", resource_name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        labels = app_labels(PART_OF, cfg.stack, "secrets")
+        broker = k8s.core.v1.Secret(
+            f"{resource_name}-broker",
+            metadata={"name": BROKER_SECRET, "namespace": namespace, "labels": labels},
+            type="Opaque",
+            string_data={BROKER_URL_KEY: pulumi.Output.secret(broker_url)},
+            opts=child,
+        )
+        self.broker_secret_name = broker.metadata.name
+        if cfg.secrets.smtp_password is not None:
+            k8s.core.v1.Secret(
+                f"{resource_name}-app",
+                metadata={"name": APP_SECRET, "namespace": namespace, "labels": labels},
+                type="Opaque",
+                string_data={SMTP_PASSWORD_KEY: cfg.secrets.smtp_password},
+                opts=child,
+            )
+        self.register_outputs({"broker_secret_name": self.broker_secret_name})

@@ -1,0 +1,127 @@
+"""One Celery worker pool per catalog queue: Deployment, PodDisruptionBudget, autoscaler."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from infra.autoscaler import QueueAutoscaler
+from infra.config import FleetConfig, QueueConfig
+from infra.labels import selector, worker_labels
+from infra.names import WORKER_METRICS_PORT, worker_pdb_name
+from infra.podspec import app_container, env, pod_spec, scratch
+from service.naming import worker_deployment_name
+
+METRICS_DIR = "/var/run/fleet-metrics"
+HEARTBEAT_DIR = "/var/run/fleet-heartbeat"
+HEARTBEAT_FILE = f"{HEARTBEAT_DIR}/worker.beat"
+
+
+def worker_args(queue: QueueConfig) -> list[str]:
+    """`fleet worker` arguments; time limits passed per pool so the grace period derived
+    from the same hard limit is guaranteed to cover it."""
+    spec = queue.spec
+    return [
+        "worker",
+        "-Q", spec.name,
+        "-c", str(spec.concurrency),
+        "--prefetch-multiplier", str(spec.prefetch_multiplier),
+        "--soft-time-limit", str(spec.soft_time_limit),
+        "--time-limit", str(spec.hard_time_limit),
+        "--hostname", f"{spec.name}@%h",
+    ]  # fmt: skip
+
+
+class WorkerPool(pulumi.ComponentResource):
+    """Outputs: `deployment_name`, `grace_seconds`."""
+
+    deployment_name: pulumi.Output[str]
+    grace_seconds: pulumi.Output[int]
+
+    def __init__(
+        self,
+        resource_name: str,
+        queue: QueueConfig,
+        cfg: FleetConfig,
+        namespace: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("celery-fleet:k8s:WorkerPool", resource_name, None, opts)
+        name = worker_deployment_name(queue.name)
+        labels = worker_labels(queue.name, name)
+        metrics_vol, metrics_mount = scratch("metrics", METRICS_DIR)
+        beat_vol, beat_mount = scratch("heartbeat", HEARTBEAT_DIR, "1Mi")
+        tmp_vol, tmp_mount = scratch("tmp", "/tmp", "256Mi")
+        container = app_container(
+            cfg,
+            "worker",
+            worker_args(queue),
+            queue.resources,
+            extra_env=[
+                env("FLEET_METRICS_DIR", METRICS_DIR),
+                env("FLEET_HEARTBEAT_FILE", HEARTBEAT_FILE),
+                env("FLEET_METRICS_PORT", str(WORKER_METRICS_PORT)),
+                env("FLEET_MAX_MEMORY_PER_CHILD_KB", str(queue.max_memory_per_child_kb)),
+            ],
+            mounts=[metrics_mount, beat_mount, tmp_mount],
+            ports=[{"name": "metrics", "container_port": WORKER_METRICS_PORT}],
+        )
+        probe: k8s.core.v1.ProbeArgsDict = {
+            "exec_": {"command": ["fleet", "probe"]},
+            "period_seconds": 30,
+            "timeout_seconds": 10,
+            "failure_threshold": 3,
+        }
+        container["liveness_probe"] = probe
+        # Boot (imports, broker connect) may take a while; do not let liveness kill it early.
+        container["startup_probe"] = {**probe, "period_seconds": 5, "failure_threshold": 36}
+        deployment = k8s.apps.v1.Deployment(
+            resource_name,
+            metadata={"name": name, "namespace": namespace, "labels": labels},
+            spec={
+                "replicas": queue.min_replicas,
+                "selector": {"match_labels": selector(labels)},
+                # Never drop below the current count while rolling: tasks keep flowing.
+                "strategy": {
+                    "type": "RollingUpdate",
+                    "rolling_update": {"max_surge": "25%", "max_unavailable": 0},
+                },
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": pod_spec(
+                        cfg,
+                        [container],
+                        [metrics_vol, beat_vol, tmp_vol],
+                        # SIGTERM starts a warm shutdown; the running task may still need up
+                        # to its hard limit, so SIGKILL must come later than that.
+                        grace_seconds=queue.termination_grace_seconds,
+                    ),
+                },
+            },
+            # The autoscaler owns the replica count after creation.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["spec.replicas"]),
+        )
+        k8s.policy.v1.PodDisruptionBudget(
+            resource_name,
+            metadata={
+                "name": worker_pdb_name(queue.name),
+                "namespace": namespace,
+                "labels": labels,
+            },
+            spec={"max_unavailable": 1, "selector": {"match_labels": selector(labels)}},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.deployment_name = deployment.metadata.name
+        self.autoscaler = QueueAutoscaler(
+            resource_name,
+            queue,
+            cfg.autoscaler,
+            self.deployment_name,
+            namespace,
+            cfg.namespace,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.grace_seconds = pulumi.Output.from_input(queue.termination_grace_seconds)
+        self.register_outputs(
+            {"deployment_name": self.deployment_name, "grace_seconds": self.grace_seconds}
+        )

@@ -1,0 +1,114 @@
+"""Run infra/__main__.py under Pulumi mocks for one stack, in THIS process, and print JSON:
+every registered resource (type, name, inputs) and every stack export (value, secret).
+
+Usage: python tests/infra/run_stack.py dev|prod [--set key=json]... [--unset key]...
+Config comes from Pulumi.<stack>.yaml itself; --set/--unset model a bad edit of it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import runpy
+import sys
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = "celery-fleet"
+ENDPOINT = "master.celery-fleet.abc123.euw1.cache.amazonaws.com"
+
+
+class Recorder(pulumi.runtime.Mocks):
+    """Echo inputs back as state, plus the computed outputs the program reads."""
+
+    def __init__(self) -> None:
+        self.resources: list[dict[str, Any]] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        state = dict(args.inputs)
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            state["result"] = f"mockpw{args.name.replace('-', '')}"
+        elif args.typ == "aws:elasticache/replicationGroup:ReplicationGroup":
+            state["primaryEndpointAddress"] = ENDPOINT
+        elif args.typ.startswith("aws:") and "name" not in state:
+            state["name"] = args.name
+        self.resources.append({"type": args.typ, "name": args.name, "inputs": args.inputs})
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], None]:
+        return {}, None
+
+
+def stack_config(stack: str) -> tuple[dict[str, str], list[str]]:
+    """The engine's view of Pulumi.<stack>.yaml: objects as JSON strings, `secure:` as secret."""
+    doc = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text()) or {}
+    config: dict[str, str] = {}
+    secret_keys: list[str] = []
+    for key, value in (doc.get("config") or {}).items():
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            config[key] = "mock-secret-value"
+            secret_keys.append(key)
+        else:
+            config[key] = value if isinstance(value, str) else json.dumps(value)
+    return config, secret_keys
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("stack")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON")
+    parser.add_argument("--unset", action="append", default=[], metavar="KEY")
+    parser.add_argument("--secret", action="append", default=[], metavar="KEY=VALUE")
+    ns = parser.parse_args(argv)
+
+    config, secret_keys = stack_config(ns.stack)
+    for item in ns.set:
+        key, _, raw = item.partition("=")
+        value = json.loads(raw)
+        config[f"{PROJECT}:{key}"] = value if isinstance(value, str) else json.dumps(value)
+    for key in ns.unset:
+        config.pop(f"{PROJECT}:{key}", None)
+    for item in ns.secret:
+        key, _, value = item.partition("=")
+        config[f"{PROJECT}:{key}"] = value
+        secret_keys.append(f"{PROJECT}:{key}")
+
+    recorder = Recorder()
+    pulumi.runtime.set_mocks(recorder, project=PROJECT, stack=ns.stack, preview=False)
+    pulumi.runtime.set_all_config(config, secret_keys)
+
+    exports: dict[str, Any] = {}
+    real_export = pulumi.export
+
+    def export(name: str, value: Any) -> None:
+        exports[name] = value
+        real_export(name, value)
+
+    pulumi.export = export  # type: ignore[assignment]
+
+    async def collect() -> dict[str, Any]:
+        result = {}
+        for name, value in exports.items():
+            out = pulumi.Output.from_input(value)
+            result[name] = {"value": await out.future(), "secret": await out.is_secret()}
+        return result
+
+    resolved: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output[None]:
+        runpy.run_path(str(ROOT / "infra" / "__main__.py"), run_name="__main__")
+        task = asyncio.ensure_future(collect())
+        return pulumi.Output.from_input(task).apply(resolved.update)
+
+    program()
+    json.dump({"resources": recorder.resources, "exports": resolved}, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
