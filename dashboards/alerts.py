@@ -10,7 +10,7 @@ from typing import Any, Literal
 import yaml
 
 from dashboards import OVERVIEW_UID, QUEUE_UID
-from dashboards.promql import exporter_gauge, quantile, rate_sum, ratio
+from dashboards.promql import KEDA_HPA, exporter_gauge, quantile, rate_sum, ratio
 from service.naming import worker_deployment_name
 from service.queues import CATALOG, QueueSpec
 
@@ -25,6 +25,10 @@ HARD_LIMIT_RATIO = 0.8
 OLDEST_AGE_HARD_LIMITS = 2
 
 Severity = Literal["warning", "critical"]
+
+# Alerts keep the namespace: two fleets scraped by one Prometheus must not mask each other.
+BY_QUEUE = ("namespace", "queue")
+ON_QUEUE = "on (namespace, queue)"
 
 
 def backlog_threshold(queue: QueueSpec) -> int:
@@ -79,10 +83,12 @@ class Alert:
 
 
 def _task_alerts() -> Iterator[Alert]:
+    failure_ratio = ratio(
+        "celery_task_failed_total", "celery_task_started_total", BY_QUEUE, window="5m"
+    )
     yield Alert(
         name="CeleryTaskFailureRateHigh",
-        expr=f"(\n{ratio('celery_task_failed_total', 'celery_task_started_total', window='5m')}\n)"
-        f" > {FAILURE_RATIO:g}",
+        expr=f"(\n{failure_ratio}\n) > {FAILURE_RATIO:g}",
         for_="10m",
         severity="warning",
         summary="Queue {{ $labels.queue }}: {{ $value | humanizePercentage }} of task runs fail",
@@ -97,7 +103,7 @@ def _task_alerts() -> Iterator[Alert]:
     for queue in CATALOG:
         limit = duration_warning_seconds(queue)
         p99 = quantile(
-            0.99, "celery_task_duration_seconds", ("queue", "task_name"), _on(queue), "15m"
+            0.99, "celery_task_duration_seconds", (*BY_QUEUE, "task_name"), _on(queue), "15m"
         )
         yield Alert(
             name="CeleryTaskNearHardTimeLimit",
@@ -115,12 +121,15 @@ def _task_alerts() -> Iterator[Alert]:
             dashboard=queue_dashboard(queue.name),
             labels=(("queue", queue.name),),
         )
-    dead_lettered = rate_sum("celery_task_dead_lettered_total", window="10m", func="increase")
+    dead_lettered = rate_sum(
+        "celery_task_dead_lettered_total", BY_QUEUE, window="10m", func="increase"
+    )
+    dlq_growth = exporter_gauge("delta(celery_dlq_length[10m])", by=BY_QUEUE)
     yield Alert(
         name="CeleryDeadLetterQueueReceiving",
         # The worker counter sees each dead-letter at once; the exporter gauge also catches the
         # first one after a worker start, which a counter born at 1 cannot show as an increase.
-        expr=f"{dead_lettered} > 0\nor\nmax by (queue) (delta(celery_dlq_length[10m])) > 0",
+        expr=f"{dead_lettered} > 0\nor\n{dlq_growth} > 0",
         severity="warning",
         summary="Queue {{ $labels.queue }}: tasks are being dead-lettered",
         description="Tasks of queue {{ $labels.queue }} went to the dead-letter queue in the "
@@ -136,7 +145,7 @@ def _queue_alerts() -> Iterator[Alert]:
         threshold = backlog_threshold(queue)
         yield Alert(
             name="CeleryQueueBacklogHigh",
-            expr=f"{exporter_gauge('celery_queue_length', _on(queue))} > {threshold}",
+            expr=f"{exporter_gauge('celery_queue_length', _on(queue), BY_QUEUE)} > {threshold}",
             for_="15m",
             severity="warning",
             summary=f"Queue {queue.name}: {{{{ $value }}}} tasks waiting",
@@ -151,9 +160,10 @@ def _queue_alerts() -> Iterator[Alert]:
         )
     for queue in CATALOG:
         slo = oldest_age_slo_seconds(queue)
+        oldest = exporter_gauge("celery_queue_oldest_task_age_seconds", _on(queue), BY_QUEUE)
         yield Alert(
             name="CeleryQueueOldestTaskTooOld",
-            expr=f"{exporter_gauge('celery_queue_oldest_task_age_seconds', _on(queue))} > {slo}",
+            expr=f"{oldest} > {slo}",
             for_="5m",
             severity="critical",
             summary=f"Queue {queue.name}: oldest task waited {{{{ $value | humanizeDuration }}}}",
@@ -165,13 +175,13 @@ def _queue_alerts() -> Iterator[Alert]:
             dashboard=queue_dashboard(queue.name),
             labels=(("queue", queue.name),),
         )
-    started = rate_sum("celery_task_started_total", window="10m")
+    started = rate_sum("celery_task_started_total", BY_QUEUE, window="10m")
     yield Alert(
         name="CeleryQueueNoConsumers",
         # Busy workers on long tasks start nothing for minutes: active tasks count as consuming.
-        expr=f"{exporter_gauge('celery_queue_length')} > 0\n"
-        f"unless on (queue) {started} > 0\n"
-        "unless on (queue) sum by (queue) (celery_active_tasks) > 0",
+        expr=f"{exporter_gauge('celery_queue_length', by=BY_QUEUE)} > 0\n"
+        f"unless {ON_QUEUE} {started} > 0\n"
+        f"unless {ON_QUEUE} sum by (namespace, queue) (celery_active_tasks) > 0",
         for_="10m",
         severity="critical",
         summary="Queue {{ $labels.queue }} has a backlog and nobody consumes it",
@@ -200,7 +210,8 @@ def _exporter_alerts() -> Iterator[Alert]:
 
 def _autoscaling_alerts() -> Iterator[Alert]:
     for queue in CATALOG:
-        hpa = f'horizontalpodautoscaler="{worker_deployment_name(queue.name)}"'
+        name = worker_deployment_name(queue.name)
+        hpa = f'horizontalpodautoscaler=~"{KEDA_HPA}{name}"'
         yield Alert(
             name="CeleryAutoscalerAtMaxReplicas",
             expr=f"max by (namespace, horizontalpodautoscaler) "

@@ -13,8 +13,11 @@ from service.queues import CATALOG
 # Grafana's own variable; `dashboards.expressions` substitutes it for the integration test.
 RATE_INTERVAL = "$__rate_interval"
 
-# KSM names worker objects `celery-worker-<queue with "_" -> "-">` (service.naming).
+# KSM names worker objects `celery-worker-<queue with "_" -> "-">` (service.naming). In the
+# infra's KEDA mode the HPA is KEDA's own, named `keda-hpa-<ScaledObject name>`.
 WORKER_PREFIX = worker_deployment_name("")
+KEDA_HPA = "(?:keda-hpa-)?"
+WORKER_OBJECT = f"{KEDA_HPA}{WORKER_PREFIX}"
 
 
 def selector(metric: str, matchers: str = "") -> str:
@@ -62,9 +65,9 @@ def quantile(
     return f"histogram_quantile({q:g}, {buckets})"
 
 
-def exporter_gauge(metric: str, matchers: str = "") -> str:
+def exporter_gauge(metric: str, matchers: str = "", by: Sequence[str] = ("queue",)) -> str:
     """One series per queue from the exporter (see the module docstring)."""
-    return f"max by (queue) ({selector(metric, matchers)})"
+    return f"max {_by(by)}({selector(metric, matchers)})"
 
 
 def _max_underscores() -> int:
@@ -75,13 +78,13 @@ def kube_by_queue(metric: str, object_label: str) -> str:
     """A kube-state-metrics series of the worker objects with a `queue` label added.
 
     KSM only knows `celery-worker-high-priority`; the queue label is recovered by stripping
-    the prefix and turning each "-" back into "_" (queue names never contain "-", so this
-    inverts `service.naming.k8s_name`). PromQL has no replace-all, so the replacement is
-    nested once per underscore the catalog's longest-underscored name needs.
+    the prefix (and KEDA's) and turning each "-" back into "_" (queue names never contain
+    "-", so this inverts `service.naming.k8s_name`). PromQL has no replace-all, so the
+    replacement is nested once per underscore the catalog's longest-underscored name needs.
     """
     expr = (
-        f'label_replace({metric}{{{object_label}=~"{WORKER_PREFIX}.+"}}, '
-        f'"queue", "$1", "{object_label}", "{WORKER_PREFIX}(.+)")'
+        f'label_replace({metric}{{{object_label}=~"{WORKER_OBJECT}.+"}}, '
+        f'"queue", "$1", "{object_label}", "{WORKER_OBJECT}(.+)")'
     )
     for _ in range(_max_underscores()):
         expr = f'label_replace({expr}, "queue", "${{1}}_${{2}}", "queue", "(.+)-(.+)")'

@@ -88,7 +88,8 @@ def test_per_queue_thresholds_come_from_the_catalog(
     assert duration.rstrip().endswith(f"> {duration_warning_seconds(spec):g}")
     assert duration_warning_seconds(spec) == pytest.approx(0.8 * spec.hard_time_limit)
     hpa = per_queue(alert_rules, "CeleryAutoscalerAtMaxReplicas")[queue]["expr"]
-    assert f'horizontalpodautoscaler="celery-worker-{queue.replace("_", "-")}"' in hpa
+    hpa_name = f"celery-worker-{queue.replace('_', '-')}"
+    assert f'horizontalpodautoscaler=~"(?:keda-hpa-)?{hpa_name}"' in hpa
     for expr in (backlog, age, duration):
         assert f'queue="{queue}"' in expr
 

@@ -53,6 +53,15 @@ def test_kube_series_map_back_to_every_catalog_queue(promtool: str, tmp_path: Pa
         {"series": f'{metric}{{namespace="c",horizontalpodautoscaler="{hpa}"}}', "values": "4x5"}
         for hpa in hpas.values()
     ]
+    # KEDA mode: the HPA is KEDA's, named after the ScaledObject (another namespace, a higher
+    # value: `max by (queue)` shows 7 only if these series are matched and mapped too).
+    series += [
+        {
+            "series": f'{metric}{{namespace="k",horizontalpodautoscaler="keda-hpa-{hpa}"}}',
+            "values": "7x5",
+        }
+        for hpa in hpas.values()
+    ]
     series.append(
         {"series": f'{metric}{{namespace="c",horizontalpodautoscaler="frontend"}}', "values": "4x5"}
     )
@@ -71,7 +80,7 @@ def test_kube_series_map_back_to_every_catalog_queue(promtool: str, tmp_path: Pa
                                 "expr": kube_by_queue(metric, "horizontalpodautoscaler"),
                                 "eval_time": "2m",
                                 "exp_samples": [
-                                    {"labels": f'{{queue="{queue}"}}', "value": 4} for queue in hpas
+                                    {"labels": f'{{queue="{queue}"}}', "value": 7} for queue in hpas
                                 ],
                             }
                         ],
