@@ -106,7 +106,10 @@ def main(argv: list[str]) -> int:
         return pulumi.Output.from_input(task).apply(resolved.update)
 
     program()
-    json.dump({"resources": recorder.resources, "exports": resolved}, sys.stdout)
+    # The mock monitor keys registrations by URN; a URN's type chain names every ancestor.
+    monitor = pulumi.runtime.settings.get_monitor()
+    urns = sorted(getattr(monitor, "resources", {}))
+    json.dump({"resources": recorder.resources, "exports": resolved, "urns": urns}, sys.stdout)
     return 0
 
 
