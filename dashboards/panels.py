@@ -126,6 +126,9 @@ def to_json(builder: dash.Dashboard) -> dict[str, Any]:
         for child in panel.get("panels", []):
             child["id"] = next_id
             next_id += 1
+    # Grafana's import expects the list form even when there is no annotation query.
+    if not document.get("annotations"):
+        document["annotations"] = {"list": []}
     panel_types = sorted({p["type"] for p in _all_panels(document) if p["type"] != "row"})
     document["__inputs"] = [
         {
