@@ -45,9 +45,8 @@ def build_config(settings: FleetSettings, catalog: QueueCatalog = CATALOG) -> di
         # Recycle children to bound leaks in long-lived processes.
         "worker_max_tasks_per_child": settings.max_tasks_per_child,
         "worker_max_memory_per_child": settings.max_memory_per_child_kb,
-        # Fallback limits for a worker serving no catalog queue; per-queue limits win.
-        "task_soft_time_limit": catalog.get(catalog.default_queue).soft_time_limit,
-        "task_time_limit": catalog.get(catalog.default_queue).hard_time_limit,
+        # No global time limits: they would become task attributes and beat the per-queue
+        # limits the worker sets at start (service.worker_hooks.apply_queue_defaults).
         # Results are kept for a day, then Redis expires them: no unbounded growth.
         "result_expires": settings.result_expires,
         "result_extended": True,

@@ -86,8 +86,14 @@ def beat(ctx: typer.Context) -> None:
     settings = settings_or_exit()
     settings.beat_schedule_file.parent.mkdir(parents=True, exist_ok=True)
     _exec_celery(
-        ["beat", "--schedule", str(settings.beat_schedule_file), "--loglevel",
-         settings.log_level, *ctx.args]
+        [
+            "beat",
+            "--schedule",
+            str(settings.beat_schedule_file),
+            "--loglevel",
+            settings.log_level,
+            *ctx.args,
+        ]
     )
 
 
@@ -106,9 +112,7 @@ def flower(ctx: typer.Context) -> None:
 
 @cli.command()
 def probe(
-    max_age: float | None = typer.Option(
-        None, help="Seconds; default FLEET_HEARTBEAT_MAX_AGE."
-    ),
+    max_age: float | None = typer.Option(None, help="Seconds; default FLEET_HEARTBEAT_MAX_AGE."),
 ) -> None:
     """Liveness probe: exit 0 when the worker heartbeat is fresh, 1 when stale or missing."""
     from service.heartbeat import age_seconds
@@ -149,16 +153,29 @@ def queues(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
         print(json.dumps(rows, indent=2))
         return
     table = Table(title="Queue catalog")
-    for column in ("name", "routing_key", "task_patterns", "priorities", "concurrency",
-                   "prefetch", "soft/hard (s)", "replicas", "backlog/replica"):
+    for column in (
+        "name",
+        "routing_key",
+        "task_patterns",
+        "priorities",
+        "concurrency",
+        "prefetch",
+        "soft/hard (s)",
+        "replicas",
+        "backlog/replica",
+    ):
         table.add_column(column)
     for row in rows:
         table.add_row(
-            str(row["name"]), str(row["routing_key"]),
+            str(row["name"]),
+            str(row["routing_key"]),
             ", ".join(row["task_patterns"]) or "(dynamic only)",  # type: ignore[arg-type]
-            "yes" if row["priorities"] else "no", str(row["concurrency"]), str(row["prefetch"]),
+            "yes" if row["priorities"] else "no",
+            str(row["concurrency"]),
+            str(row["prefetch"]),
             f"{row['soft_time_limit']}/{row['hard_time_limit']}",
-            f"{row['min_replicas']}..{row['max_replicas']}", str(row["backlog_per_replica"]),
+            f"{row['min_replicas']}..{row['max_replicas']}",
+            str(row["backlog_per_replica"]),
         )
     console.print(table)
 

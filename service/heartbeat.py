@@ -36,7 +36,7 @@ def age_seconds(path: Path, now: float | None = None) -> float | None:
     return (time.time() if now is None else now) - stamp
 
 
-class HeartbeatStep(bootsteps.StartStopStep):  # type: ignore[misc]
+class HeartbeatStep(bootsteps.StartStopStep):
     """Consumer bootstep: runs only while the consumer is connected and consuming, so a
     worker stuck reconnecting or with a blocked event loop goes stale."""
 

@@ -11,8 +11,26 @@ from prometheus_client import Counter, Gauge, Histogram
 LABELS = ("queue", "task_name")
 
 # Seconds; spans a no-op (ms) to the longest hard limit in the catalog (30 min).
-DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
-                    600, 1200, 1800)
+DURATION_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    120,
+    300,
+    600,
+    1200,
+    1800,
+)
 WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
 STARTED = Counter("celery_task_started", "Tasks that started running.", LABELS)
@@ -34,9 +52,7 @@ QUEUE_WAIT = Histogram(
     buckets=WAIT_BUCKETS,
 )
 # livesum: the sum over live processes; a dead child's value is dropped with its files.
-ACTIVE = Gauge(
-    "celery_active_tasks", "Tasks running now.", LABELS, multiprocess_mode="livesum"
-)
+ACTIVE = Gauge("celery_active_tasks", "Tasks running now.", LABELS, multiprocess_mode="livesum")
 
 
 class TaskMetrics:

@@ -52,9 +52,7 @@ class Autoscaling:
                 f"min_replicas ({self.min_replicas}) > max_replicas ({self.max_replicas})"
             )
         if self.backlog_per_replica < 1:
-            raise CatalogError(
-                f"backlog_per_replica must be >= 1, got {self.backlog_per_replica}"
-            )
+            raise CatalogError(f"backlog_per_replica must be >= 1, got {self.backlog_per_replica}")
 
 
 @dataclass(frozen=True)

@@ -44,9 +44,7 @@ class ClusterRateLimiter:
 
     Uses the Redis server clock, so worker clock skew cannot widen the window."""
 
-    def __init__(
-        self, client: redis.Redis, name: str, limit: int, window_seconds: float
-    ) -> None:
+    def __init__(self, client: redis.Redis, name: str, limit: int, window_seconds: float) -> None:
         if limit < 1:
             raise ValueError(f"rate limit {name!r}: limit must be >= 1, got {limit}")
         if window_seconds <= 0:

@@ -33,8 +33,19 @@ def build_task_queues(catalog: QueueCatalog = CATALOG) -> tuple[Queue, ...]:
 
 
 def _destination(queue: str, catalog: QueueCatalog) -> dict[str, str]:
-    spec = catalog.get(queue)
-    return {"queue": spec.name, "exchange": spec.exchange, "routing_key": spec.routing_key}
+    # Only the queue: an exchange/routing key here would survive a call-time `queue=`
+    # override (Celery merges options key by key) and silently send it to our queue instead.
+    return {"queue": catalog.get(queue).name}
+
+
+def check_priority(priority: object) -> None:
+    if priority is None:
+        return
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9:
+        raise RoutingError(
+            "priority must be an int 0..9 (0 = most urgent; use service.queues.Priority), "
+            f"got {priority!r}"
+        )
 
 
 def _pattern_rank(pattern: str) -> tuple[bool, int]:
@@ -80,5 +91,7 @@ class CatalogRouter:
         task: Any = None,
         **_: Any,
     ) -> dict[str, str] | None:
+        # Validated here because Celery swallows exceptions raised in publish signals.
+        check_priority(options.get("priority"))
         queue = self.queue_for(name, kwargs)
         return None if queue is None else _destination(queue, self.catalog)

@@ -8,7 +8,6 @@ from typing import Any
 from celery import Celery, signals
 
 from service.dlq.capture import queue_for_delivery
-from service.errors import RoutingError
 from service.heartbeat import HeartbeatStep
 from service.metrics import task_metrics
 from service.queue_stats import SENT_AT_HEADER
@@ -24,8 +23,8 @@ def apply_queue_defaults(conf: Any, options: dict[str, Any]) -> None:
     raw = options.get("queues") or []
     names = raw.split(",") if isinstance(raw, str) else list(raw)
     specs = [CATALOG.get(n.strip()) for n in names if n.strip()]
-    if not specs:
-        return
+    if not specs:  # no -Q: Celery consumes the default queue
+        specs = [CATALOG.get(CATALOG.default_queue)]
     if options.get("concurrency") is None:
         conf.worker_concurrency = max(s.concurrency for s in specs)
     if options.get("prefetch_multiplier") is None:
@@ -59,12 +58,6 @@ def _on_before_publish(
         headers.setdefault(SENT_AT_HEADER, time.time())
     if properties is None:
         return
-    priority = properties.get("priority")
-    if priority is not None and (not isinstance(priority, int) or not 0 <= priority <= 9):
-        raise RoutingError(
-            f"priority must be an int 0..9 (0 = most urgent; use service.queues.Priority), "
-            f"got {priority!r}"
-        )
     queue = _destination_queue(declare, routing_key)
     if queue is not None and not CATALOG.get(queue).supports_priority:
         # One FIFO list for queues that do not honour priorities.

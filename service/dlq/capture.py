@@ -168,8 +168,11 @@ def capture_message(
     entry["content_type"] = getattr(message, "content_type", None)
     envelope = getattr(message, "_raw", None)
     if not isinstance(envelope, dict):
-        envelope = {"body": base64.b64encode(body).decode(), "headers": headers,
-                    "properties": properties}
+        envelope = {
+            "body": base64.b64encode(body).decode(),
+            "headers": headers,
+            "properties": properties,
+        }
     store().add(entry, envelope)
     task_metrics.dead_lettered(queue, entry["task_name"], str(reason))
 

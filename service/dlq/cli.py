@@ -1,3 +1,5 @@
 """`fleet dlq ...`: placeholder replaced below."""
+
 import typer
+
 dlq_cli = typer.Typer()

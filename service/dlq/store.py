@@ -153,8 +153,14 @@ class DLQStore:
         )
         return bool(created)
 
-    def replay(self, queue: str, entry_id: str, to_queue: str | None = None,
-               to_exchange: str | None = None, to_routing_key: str | None = None) -> bool:
+    def replay(
+        self,
+        queue: str,
+        entry_id: str,
+        to_queue: str | None = None,
+        to_exchange: str | None = None,
+        to_routing_key: str | None = None,
+    ) -> bool:
         """Push the entry back to its queue (or `to_queue`) and delete it, atomically.
         False when the id is not (or no longer) in the DLQ: replaying twice enqueues once."""
         entry = self.get(queue, entry_id)
@@ -175,8 +181,12 @@ class DLQStore:
         return bool(
             self._remove(
                 keys=keys,
-                args=[entry_id, member(queue, entry_id), member(queue, entry["reason"]),
-                      json.dumps(envelope)],
+                args=[
+                    entry_id,
+                    member(queue, entry_id),
+                    member(queue, entry["reason"]),
+                    json.dumps(envelope),
+                ],
             )
         )
 
@@ -218,8 +228,8 @@ class DLQStore:
     def iter_entries(
         self, flt: Filter, offset: int = 0, limit: int | None = None, batch: int = 500
     ) -> Iterator[dict[str, Any]]:
-        key = dlq_index_key(flt.queue) if _queue_only(flt) else flt.index_key()
-        per_queue = _queue_only(flt)
+        per_queue = flt.queue is not None and _queue_only(flt)
+        key = dlq_index_key(str(flt.queue)) if per_queue else flt.index_key()
         high = "+inf" if flt.until_ms is None else str(flt.until_ms)
         low = "-inf" if flt.since_ms is None else str(flt.since_ms)
         skipped = yielded = 0
@@ -230,8 +240,7 @@ class DLQStore:
                 return
             cursor += len(members)
             pairs = [
-                (flt.queue, m.decode()) if per_queue else split_member(m.decode())
-                for m in members
+                (str(flt.queue), _text(m)) if per_queue else split_member(_text(m)) for m in members
             ]
             with self.client.pipeline(transaction=False) as pipe:
                 for queue, entry_id in pairs:
@@ -252,8 +261,12 @@ class DLQStore:
                     return
 
     def count(self, flt: Filter) -> int:
-        if flt.task_name is None and flt.reason is None and flt.since_ms is None \
-                and flt.until_ms is None:
+        if (
+            flt.task_name is None
+            and flt.reason is None
+            and flt.since_ms is None
+            and flt.until_ms is None
+        ):
             if flt.queue is None:
                 return int(self.client.zcard(GLOBAL_INDEX))
             return int(self.client.zcard(dlq_index_key(flt.queue)))
@@ -270,7 +283,7 @@ class DLQStore:
         raw = self.client.hgetall(STATS_KEY)
         result: dict[tuple[str, str], int] = {}
         for field, value in raw.items():
-            queue, reason = split_member(field.decode())
+            queue, reason = split_member(_text(field))
             result[(queue, reason)] = int(value)
         return result
 
@@ -284,6 +297,10 @@ class DLQStore:
             task_index_key(task_name),
             STATS_KEY,
         ]
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _queue_only(flt: Filter) -> bool:

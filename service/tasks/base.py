@@ -19,7 +19,7 @@ from service.dlq.reasons import Reason
 from service.errors import PermanentTaskError, TransientTaskError
 
 
-class FleetTask(Task):  # type: ignore[misc]  # celery-types: Task is generic in stubs only
+class FleetTask(Task[Any, Any]):
     """Shared policy: JSON-only, late ack, backoff with jitter, dead-lettering."""
 
     abstract = True
@@ -43,7 +43,7 @@ class FleetTask(Task):  # type: ignore[misc]  # celery-types: Task is generic in
         try:
             return super().__call__(*args, **kwargs)
         except Retry:
-            capture.note_retry(self.request.id)
+            capture.note_retry(str(self.request.id))
             raise
         except Reject:
             raise

@@ -87,3 +87,19 @@ def busy(self: FleetTask, seconds: float, run_key: str) -> str:
         raise
     client.rpush(f"fleet:diag:soft:{run_key}", "completed")
     return "completed"
+
+
+@shared_task(base=FleetTask, name="service.tasks.diagnostics.hang")
+def hang(seconds: float, marker: str | None = None) -> float:
+    """Ignore the soft time limit and keep going: only the hard limit can stop it."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.05)
+        except SoftTimeLimitExceeded:
+            continue
+    if marker:
+        broker_redis().rpush(f"fleet:diag:done:{marker}", time.time())
+    return seconds

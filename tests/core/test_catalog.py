@@ -1,0 +1,95 @@
+"""The catalog rejects inconsistent queues at construction; derived names are pure."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.naming import (
+    dlq_entries_key,
+    k8s_name,
+    priority_list_key,
+    priority_list_keys,
+    worker_deployment_name,
+)
+from service.queues import CATALOG, Autoscaling, CatalogError, QueueCatalog, QueueSpec
+
+
+def spec(**overrides: object) -> QueueSpec:
+    values: dict[str, object] = {"name": "q", "exchange": "ex", "routing_key": "q"}
+    values.update(overrides)
+    return QueueSpec(**values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"name": "Bad-Name"}, "queue name"),
+        ({"name": ""}, "queue name"),
+        ({"routing_key": "has space"}, "routing key"),
+        ({"soft_time_limit": 60, "hard_time_limit": 60}, "must exceed"),
+        ({"soft_time_limit": 0}, "soft_time_limit"),
+        ({"concurrency": 0}, "concurrency"),
+        ({"task_patterns": ("bad pattern!",)}, "task pattern"),
+    ],
+)
+def test_bad_queue_is_rejected(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(CatalogError, match=message):
+        spec(**overrides)
+
+
+def test_min_above_max_replicas_is_rejected() -> None:
+    with pytest.raises(CatalogError, match=r"min_replicas \(5\) > max_replicas \(2\)"):
+        Autoscaling(min_replicas=5, max_replicas=2)
+
+
+def test_duplicate_names_and_bindings_are_rejected() -> None:
+    with pytest.raises(CatalogError, match="duplicate queue name 'q'"):
+        QueueCatalog((spec(), spec(routing_key="other")), default_queue="q")
+    with pytest.raises(CatalogError, match="binding"):
+        QueueCatalog((spec(), spec(name="r")), default_queue="q")
+    with pytest.raises(CatalogError, match="default queue"):
+        QueueCatalog((spec(),), default_queue="missing")
+
+
+def test_a_pattern_belongs_to_one_queue() -> None:
+    with pytest.raises(CatalogError, match="claimed by"):
+        QueueCatalog(
+            (spec(task_patterns=("a.*",)), spec(name="r", routing_key="r", task_patterns=("a.*",))),
+            default_queue="q",
+        )
+
+
+def test_catalog_covers_the_seed_queues() -> None:
+    assert set(CATALOG.names) >= {
+        "default",
+        "high_priority",
+        "low_priority",
+        "email",
+        "reports",
+        "analytics",
+        "heavy_processing",
+    }
+    with pytest.raises(CatalogError, match="unknown queue 'nope'; known queues: default"):
+        CATALOG.get("nope")
+
+
+@pytest.mark.parametrize(
+    ("queue", "expected"),
+    [("default", "celery-worker-default"), ("high_priority", "celery-worker-high-priority")],
+)
+def test_deployment_names(queue: str, expected: str) -> None:
+    assert worker_deployment_name(queue) == expected
+    assert "_" not in k8s_name(queue)
+
+
+@pytest.mark.parametrize(
+    ("priority", "sep", "expected"),
+    [(0, "\x06\x16", "email"), (3, "\x06\x16", "email\x06\x163"), (9, ":", "email:9")],
+)
+def test_priority_list_key(priority: int, sep: str, expected: str) -> None:
+    assert priority_list_key("email", priority, sep) == expected
+
+
+def test_priority_list_keys_most_urgent_first() -> None:
+    assert priority_list_keys("q", (9, 0, 3), ":") == ["q", "q:3", "q:9"]
+    assert dlq_entries_key("email") == "fleet:dlq:email:entries"

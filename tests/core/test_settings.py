@@ -1,0 +1,80 @@
+"""Settings fail at start with a message naming the variable, never echoing secrets."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from service.errors import SettingsError
+from service.settings import load_settings
+
+
+def test_defaults_are_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    settings = load_settings()
+    assert settings.broker_url.get_secret_value() == "redis://localhost:6379/0"
+    assert settings.visibility_timeout > 1800
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("CELERY_BROKER_URL", "amqp://user:hunter2@host//", "CELERY_BROKER_URL: must be a Redis"),
+        ("CELERY_BROKER_URL", "redis://u:hunter2@host:notaport/0", "CELERY_BROKER_URL: has an"),
+        ("FLEET_METRICS_PORT", "seventy", "FLEET_METRICS_PORT"),
+        ("FLEET_LOG_LEVEL", "LOUD", "FLEET_LOG_LEVEL"),
+        ("FLEET_PRIORITY_STEPS", "[3, 6]", "FLEET_PRIORITY_STEPS"),
+        ("FLEET_FLOWER_BASIC_AUTH", "hunter2", "FLEET_FLOWER_BASIC_AUTH: must look like"),
+    ],
+)
+def test_invalid_setting_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert expected in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_visibility_timeout_must_exceed_the_longest_hard_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLEET_VISIBILITY_TIMEOUT", "600")
+    with pytest.raises(
+        SettingsError,
+        match=r"FLEET_VISIBILITY_TIMEOUT \(600s\) must exceed "
+        r"the longest hard time limit \(1800s, queue heavy_processing\)",
+    ):
+        load_settings()
+
+
+def test_worker_refuses_to_start_on_violated_invariant() -> None:
+    # Given a visibility timeout shorter than a queue's hard limit
+    env = {"FLEET_VISIBILITY_TIMEOUT": "100", "PATH": "/usr/bin:/bin"}
+    # When the worker command starts
+    done = subprocess.run(
+        [sys.executable, "-m", "service", "worker", "-Q", "default"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # Then it exits non-zero with the reason, before any Celery process starts
+    assert done.returncode == 2
+    assert "FLEET_VISIBILITY_TIMEOUT (100s) must exceed" in done.stderr
+
+
+def test_celery_direct_start_also_refuses(tmp_path: object) -> None:
+    env = {"FLEET_VISIBILITY_TIMEOUT": "100", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "service", "worker", "-Q", "default"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "FLEET_VISIBILITY_TIMEOUT (100s) must exceed" in done.stdout + done.stderr
