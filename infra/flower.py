@@ -39,15 +39,14 @@ class Flower(pulumi.ComponentResource):
             password = random.RandomPassword(
                 f"{resource_name}-password", length=32, special=False, opts=child
             ).result
+        auth: pulumi.Output[str] = pulumi.Output.secret(
+            pulumi.Output.concat(cfg.flower.user, ":", password)
+        )
         secret = k8s.core.v1.Secret(
             f"{resource_name}-auth",
             metadata={"name": FLOWER_SECRET, "namespace": namespace, "labels": self.labels},
             type="Opaque",
-            string_data={
-                FLOWER_AUTH_KEY: pulumi.Output.secret(
-                    pulumi.Output.concat(cfg.flower.user, ":", password)
-                )
-            },
+            string_data={FLOWER_AUTH_KEY: auth},
             opts=child,
         )
         tmp_vol, tmp_mount = scratch("tmp", "/tmp")

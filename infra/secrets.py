@@ -26,11 +26,12 @@ class AppSecrets(pulumi.ComponentResource):
         super().__init__("celery-fleet:k8s:AppSecrets", resource_name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         labels = app_labels(PART_OF, cfg.stack, "secrets")
+        url: pulumi.Output[str] = pulumi.Output.secret(broker_url)
         broker = k8s.core.v1.Secret(
             f"{resource_name}-broker",
             metadata={"name": BROKER_SECRET, "namespace": namespace, "labels": labels},
             type="Opaque",
-            string_data={BROKER_URL_KEY: pulumi.Output.secret(broker_url)},
+            string_data={BROKER_URL_KEY: url},
             opts=child,
         )
         self.broker_secret_name = broker.metadata.name

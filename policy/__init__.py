@@ -1,0 +1,1 @@
+"""celery-fleet policy pack; the checks are pure functions in `checks`."""

@@ -1,0 +1,35 @@
+"""The pack's policies, built from `checks.CHECKS` (kept apart from __main__, which serves)."""
+
+from __future__ import annotations
+
+from pulumi_policy import (
+    EnforcementLevel,
+    ReportViolation,
+    ResourceValidation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+)
+
+from policy.checks import CHECKS, Check
+
+PACK_NAME = "celery-fleet"
+
+
+def _adapt(check: Check) -> ResourceValidation:
+    def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+        for message in check(args.resource_type, args.props):
+            report_violation(message, None)
+
+    return validate
+
+
+def policies() -> list[ResourceValidationPolicy]:
+    return [
+        ResourceValidationPolicy(
+            name=name,
+            description=description,
+            validate=_adapt(check),
+            enforcement_level=EnforcementLevel.MANDATORY,
+        )
+        for name, (description, check) in CHECKS.items()
+    ]

@@ -1,0 +1,58 @@
+"""Alert rule files and dashboards are read at run time; whatever exists is deployed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra.assets import ALERTS_DIR, DASHBOARDS_DIR, load_dashboards, load_rule_groups
+from infra.config import InfraConfigError
+from infra.names import dashboard_configmap_name
+
+
+def test_real_rule_files_load_as_groups() -> None:
+    files = sorted(ALERTS_DIR.glob("*.yaml"))
+    groups = load_rule_groups()
+    if not files:
+        pytest.skip("no alerts/*.yaml yet")
+    assert groups and all(g["rules"] for g in groups)
+
+
+def test_an_empty_or_missing_alerts_dir_yields_no_groups(tmp_path: Path) -> None:
+    assert load_rule_groups(tmp_path) == []
+    assert load_rule_groups(tmp_path / "missing") == []
+
+
+def test_rule_files_are_checked(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("groups:\n- name: g\n  rules: []\n")
+    (tmp_path / "b.yaml").write_text("groups:\n- name: g\n  rules: []\n")
+    with pytest.raises(InfraConfigError, match="already defined"):
+        load_rule_groups(tmp_path)
+    (tmp_path / "b.yaml").write_text("rules: []\n")
+    with pytest.raises(InfraConfigError, match="groups"):
+        load_rule_groups(tmp_path)
+
+
+def test_real_dashboards_load_verbatim() -> None:
+    dashboards = load_dashboards()
+    for stem, text in dashboards.items():
+        assert (DASHBOARDS_DIR / f"{stem}.json").read_text() == text
+
+
+def test_a_broken_dashboard_fails(tmp_path: Path) -> None:
+    (tmp_path / "x.json").write_text("{not json")
+    with pytest.raises(InfraConfigError, match=r"x\.json"):
+        load_dashboards(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("stem", "name"),
+    [
+        ("celery-fleet-overview", "dashboard-celery-fleet-overview"),
+        ("Queue_Detail", "dashboard-queue-detail"),
+        ("x" * 80, "dashboard-" + "x" * 53),
+    ],
+)
+def test_dashboard_configmap_names_are_dns_labels(stem: str, name: str) -> None:
+    assert dashboard_configmap_name(stem) == name

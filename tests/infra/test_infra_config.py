@@ -1,0 +1,128 @@
+"""Stack config: bad values fail at preview time with a message naming the config key."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from conftest import run_stack
+
+from infra.config import GRACE_MARGIN_SECONDS, InfraConfigError, parse_config
+from service.queues import CATALOG
+
+BASE: dict[str, Any] = {
+    "image": "registry.example/celery-fleet:1",
+    "redis": {"mode": "in-cluster"},
+    "autoscaler": {"mode": "hpa", "prometheusUrl": "http://prometheus:9090"},
+}
+ELASTICACHE = {
+    "mode": "elasticache",
+    "vpcId": "vpc-1",
+    "subnetIds": ["subnet-1", "subnet-2"],
+    "nodeSecurityGroupId": "sg-1",
+    "multiAz": True,
+}
+
+
+def with_(**changes: Any) -> dict[str, Any]:
+    return {**BASE, **changes}
+
+
+def test_defaults_come_from_the_catalog() -> None:
+    cfg = parse_config(BASE, "dev")
+    assert [q.name for q in cfg.queues] == list(CATALOG.names)
+    for q in cfg.queues:
+        assert q.min_replicas == q.spec.autoscaling.min_replicas
+        assert q.max_replicas == q.spec.autoscaling.max_replicas
+        assert q.termination_grace_seconds == q.spec.hard_time_limit + GRACE_MARGIN_SECONDS
+        assert q.max_memory_per_child_kb >= 10_000
+    assert cfg.redis.in_cluster is not None and cfg.redis.elasticache is None
+
+
+def test_overrides_apply_per_queue() -> None:
+    cfg = parse_config(
+        with_(queues={"email": {"minReplicas": 3, "maxReplicas": 7, "backlogPerReplica": 9}}),
+        "dev",
+    )
+    email = cfg.queue("email")
+    assert (email.min_replicas, email.max_replicas, email.backlog_per_replica) == (3, 7, 9)
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        (with_(queues={"emails": {"maxReplicas": 2}}), "celery-fleet:queues.emails"),
+        (
+            with_(queues={"reports": {"minReplicas": 5, "maxReplicas": 3}}),
+            "celery-fleet:queues.reports.minReplicas",
+        ),
+        ({k: v for k, v in BASE.items() if k != "image"}, "celery-fleet:image"),
+        (with_(image=""), "celery-fleet:image"),
+        (with_(redis={"mode": "memcached"}), "celery-fleet:redis.mode"),
+        (with_(redis={}), "celery-fleet:redis.mode"),
+        (
+            with_(autoscaler={"mode": "vpa", "prometheusUrl": "http://p"}),
+            "celery-fleet:autoscaler.mode",
+        ),
+        (with_(imagePullPolicy="Sometimes"), "celery-fleet:imagePullPolicy"),
+        (with_(queues={"email": {"minReplicas": 0}}), "celery-fleet:queues.email.minReplicas"),
+        (with_(queues={"email": {"maxReplica": 3}}), "celery-fleet:queues.email.maxReplica"),
+        (with_(queues={"email": {"maxReplicas": "many"}}), "celery-fleet:queues.email.maxReplicas"),
+        (with_(replicas=3), "celery-fleet:replicas"),
+        (with_(redis={**ELASTICACHE, "vpcId": None}), "celery-fleet:redis.vpcId"),
+        (with_(redis={**ELASTICACHE, "numCacheClusters": 1}), "celery-fleet:redis.multiAz"),
+        (with_(features={"flowerIngress": True}), "celery-fleet:flower.ingressHost"),
+        (
+            with_(queues={"heavy_processing": {"resources": {"memoryLimit": "12Mi"}}}),
+            "celery-fleet:queues.heavy_processing.resources",
+        ),
+    ],
+)
+def test_bad_config_names_the_key(raw: dict[str, Any], key: str) -> None:
+    with pytest.raises(InfraConfigError, match=key.replace(".", r"\.")):
+        parse_config(raw, "dev")
+
+
+def test_keda_may_scale_to_zero_but_hpa_may_not() -> None:
+    keda = with_(
+        autoscaler={"mode": "keda", "prometheusUrl": "http://p:9090"},
+        queues={"email": {"minReplicas": 0}},
+    )
+    assert parse_config(keda, "prod").queue("email").min_replicas == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "key"),
+    [
+        (["--set", 'queues={"nope": {"maxReplicas": 2}}'], "celery-fleet:queues.nope"),
+        (["--set", 'queues={"email": {"minReplicas": 9, "maxReplicas": 2}}'],
+         "celery-fleet:queues.email.minReplicas"),
+        (["--unset", "image"], "celery-fleet:image"),
+        (["--set", 'autoscaler={"mode": "magic", "prometheusUrl": "http://p"}'],
+         "celery-fleet:autoscaler.mode"),
+        (["--set", 'smtpPassword="hunter2"'], "celery-fleet:smtpPassword"),
+    ],
+)  # fmt: skip
+def test_the_program_fails_at_preview_naming_the_key(args: list[str], key: str) -> None:
+    # Given Pulumi.dev.yaml with one bad edit, When the program runs, Then it stops early
+    proc = run_stack("dev", *args)
+    assert proc.returncode != 0
+    assert "InfraConfigError" in proc.stderr and key in proc.stderr, proc.stderr[-2000:]
+    assert proc.stdout == ""
+
+
+def test_secrets_set_with_secret_reach_only_secret_objects() -> None:
+    proc = run_stack("dev", "--secret", "smtpPassword=s3cr3t-smtp")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(proc.stdout)
+    for r in data["resources"]:
+        text = json.dumps(r["inputs"])
+        if "s3cr3t-smtp" in text:
+            assert r["type"] == "kubernetes:core/v1:Secret"
+            assert "4dabf18193072939515e22adb298388d" in text  # wrapped as a Pulumi secret
+    assert "s3cr3t-smtp" not in json.dumps(data["exports"])
+    workers = [r for r in data["resources"] if r["type"] == "kubernetes:apps/v1:Deployment"]
+    env = workers[0]["inputs"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    ref = {"secretKeyRef": {"name": "celery-fleet-app", "key": "smtp-password"}}
+    assert {"name": "FLEET_SMTP_PASSWORD", "valueFrom": ref} in env

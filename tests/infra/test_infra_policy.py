@@ -1,0 +1,169 @@
+"""The policy pack: pure checks on props dicts, violating and compliant resources, and every
+resource the real dev/prod stacks create."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from conftest import stack_result
+from infra_manifests import clean
+from pulumi_policy import ResourceValidationArgs
+
+from policy.checks import (
+    autoscaler_bounds,
+    elasticache_encrypted_with_auth,
+    no_plaintext_secrets_in_env,
+    no_privileged_or_root,
+    resources_set,
+    violations,
+)
+from policy.pack import policies
+
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+GOOD_CONTAINER: dict[str, Any] = {
+    "name": "app",
+    "image": "img",
+    "securityContext": {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    },
+    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+    "env": [
+        {"name": "CELERY_BROKER_URL",
+         "valueFrom": {"secretKeyRef": {"name": "s", "key": "broker-url"}}},
+        {"name": "FLEET_LOG_LEVEL", "value": "INFO"},
+        {"name": "REDIS_PASSWORD_FILE_REF", "value": "$(REDIS_PASSWORD)"},
+    ],
+}  # fmt: skip
+
+
+def deployment(**container_changes: Any) -> dict[str, Any]:
+    container = {**copy.deepcopy(GOOD_CONTAINER), **container_changes}
+    return {"spec": {"template": {"spec": {"containers": [container]}}}}
+
+
+def test_a_compliant_deployment_passes_every_check() -> None:
+    assert violations(DEPLOYMENT, deployment()) == {}
+
+
+@pytest.mark.parametrize(
+    ("security_context", "expected"),
+    [
+        ({"privileged": True, "runAsNonRoot": True, "allowPrivilegeEscalation": False},
+         "privileged"),
+        ({"runAsUser": 0, "allowPrivilegeEscalation": False}, "runs as root"),
+        ({"allowPrivilegeEscalation": False}, "may run as root"),
+        ({"runAsNonRoot": True, "allowPrivilegeEscalation": True}, "allowPrivilegeEscalation"),
+        ({"runAsNonRoot": True}, "allowPrivilegeEscalation"),
+        ({"runAsNonRoot": True, "allowPrivilegeEscalation": False,
+          "capabilities": {"add": ["SYS_ADMIN"]}}, "SYS_ADMIN"),
+    ],
+)  # fmt: skip
+def test_privileged_or_root_containers_are_rejected(
+    security_context: dict[str, Any], expected: str
+) -> None:
+    found = no_privileged_or_root(DEPLOYMENT, deployment(securityContext=security_context))
+    assert any(expected in message for message in found), found
+
+
+def test_pod_level_non_root_counts_and_host_namespaces_do_not() -> None:
+    props = deployment(securityContext={"allowPrivilegeEscalation": False})
+    props["spec"]["template"]["spec"]["securityContext"] = {"runAsNonRoot": True}
+    assert no_privileged_or_root(DEPLOYMENT, props) == []
+    props["spec"]["template"]["spec"]["hostNetwork"] = True
+    assert no_privileged_or_root(DEPLOYMENT, props) == ["pod uses host hostNetwork"]
+
+
+def test_cronjob_init_containers_are_checked_too() -> None:
+    bad = {"name": "init", "image": "i", "securityContext": {"privileged": True}}
+    props = {"spec": {"jobTemplate": {"spec": {"template": {"spec": {
+        "initContainers": [bad], "containers": [GOOD_CONTAINER]}}}}}}  # fmt: skip
+    found = violations("kubernetes:batch/v1:CronJob", props)
+    assert "no-privileged-or-root-containers" in found and "container-resources-set" in found
+
+
+def test_missing_resources_are_rejected() -> None:
+    assert resources_set(DEPLOYMENT, deployment(resources={})) == [
+        "container app lacks resources requests.cpu, requests.memory, limits.memory"
+    ]
+    only_requests = deployment(resources={"requests": {"cpu": "1", "memory": "1Gi"}})
+    assert resources_set(DEPLOYMENT, only_requests) == [
+        "container app lacks resources limits.memory"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("env", "ok"),
+    [
+        ({"name": "CELERY_BROKER_URL", "value": "redis://:hunter2@redis:6379/0"}, False),
+        ({"name": "SOME_URL", "value": "rediss://user:pw@host:6379/0"}, False),
+        ({"name": "DB_PASSWORD", "value": "hunter2"}, False),
+        ({"name": "API_TOKEN", "value": "abc"}, False),
+        ({"name": "FLEET_FLOWER_BASIC_AUTH", "value": "admin:pw"}, False),
+        ({"name": "CELERY_BROKER_URL", "value": "redis://redis:6379/0"}, False),
+        ({"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}, True),
+        ({"name": "REDIS_HOST", "value": "redis.svc"}, True),
+        ({"name": "HOMEPAGE", "value": "https://example.com/a:b"}, True),
+        ({"name": "REDIS_PASSWORD_ARG", "value": "$(REDIS_PASSWORD)"}, True),
+    ],
+)
+def test_plaintext_secrets_in_env(env: dict[str, Any], ok: bool) -> None:
+    found = no_plaintext_secrets_in_env(DEPLOYMENT, deployment(env=[env]))
+    assert (found == []) is ok, found
+
+
+def test_hpa_bounds() -> None:
+    hpa = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+    assert autoscaler_bounds(hpa, {"spec": {"minReplicas": 2, "maxReplicas": 5}}) == []
+    assert autoscaler_bounds(hpa, {"spec": {"minReplicas": 6, "maxReplicas": 5}}) == [
+        "HorizontalPodAutoscaler min replicas (6) > max replicas (5)"
+    ]
+    assert autoscaler_bounds(hpa, {"spec": {"minReplicas": 0, "maxReplicas": 5}})
+    so = "kubernetes:keda.sh/v1alpha1:ScaledObject"
+    assert autoscaler_bounds(so, {"spec": {"minReplicaCount": 0, "maxReplicaCount": 3}}) == []
+    assert autoscaler_bounds(so, {"spec": {"minReplicaCount": 4, "maxReplicaCount": 3}})
+
+
+def test_elasticache_must_be_encrypted_with_auth() -> None:
+    rg = "aws:elasticache/replicationGroup:ReplicationGroup"
+    good = {"atRestEncryptionEnabled": True, "transitEncryptionEnabled": True,
+            "authToken": "x" * 32, "clusterMode": "disabled"}  # fmt: skip
+    assert elasticache_encrypted_with_auth(rg, good) == []
+    for key in ("atRestEncryptionEnabled", "transitEncryptionEnabled", "authToken"):
+        found = elasticache_encrypted_with_auth(rg, {k: v for k, v in good.items() if k != key})
+        assert len(found) == 1 and key in found[0]
+    assert elasticache_encrypted_with_auth(rg, {**good, "clusterMode": "enabled"})
+    assert elasticache_encrypted_with_auth("aws:elasticache/cluster:Cluster", {"engine": "redis"})
+
+
+def test_the_pack_reports_through_pulumi_policy() -> None:
+    # Given the pack's policies and a privileged container with a plaintext password
+    props = deployment(
+        securityContext={"privileged": True},
+        env=[{"name": "DB_PASSWORD", "value": "hunter2"}],
+    )
+    args = ResourceValidationArgs(DEPLOYMENT, props, "urn:x", "x", None, None)  # type: ignore[arg-type]
+    reported: dict[str, list[str]] = {}
+    # When each policy validates it
+    for policy in policies():
+        assert policy.validate is not None
+        policy.validate(
+            args, lambda msg, urn, n=policy.name: reported.setdefault(n, []).append(msg)
+        )
+    # Then both are rejected
+    assert "no-privileged-or-root-containers" in reported
+    assert "no-plaintext-secrets-in-env" in reported
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_everything_the_stacks_create_passes_the_pack(stack: str) -> None:
+    failures = {}
+    for r in stack_result(stack)["resources"]:
+        found = violations(r["type"], clean(r["inputs"]))
+        if found:
+            failures[f"{r['type']}::{r['name']}"] = found
+    assert failures == {}
