@@ -35,9 +35,16 @@ else:
 secrets = AppSecrets("app", cfg, ns.name, redis.broker_url, opts=after_ns)
 after_secrets = pulumi.ResourceOptions(depends_on=[ns, secrets])
 
+# ScaledObjects need KEDA's CRDs and HPAs the adapter's metric: install the provider first.
+pool_deps: list[pulumi.Resource] = [ns, secrets]
 if cfg.autoscaler.install_provider:
-    ExternalMetricsProvider("metrics-provider", cfg.autoscaler, cfg.monitoring.namespace)
-pools = {q.name: WorkerPool(q.name, q, cfg, ns.name, opts=after_secrets) for q in cfg.queues}
+    pool_deps.append(
+        ExternalMetricsProvider("metrics-provider", cfg.autoscaler, cfg.monitoring.namespace)
+    )
+pools = {
+    q.name: WorkerPool(q.name, q, cfg, ns.name, opts=pulumi.ResourceOptions(depends_on=pool_deps))
+    for q in cfg.queues
+}
 beat = Beat("beat", cfg, ns.name, opts=after_secrets) if cfg.features.beat else None
 exporter = QueueExporter("exporter", cfg, ns.name, opts=after_secrets)
 flower = Flower("flower", cfg, ns.name, opts=after_secrets) if cfg.features.flower else None

@@ -327,7 +327,7 @@ def _queues(r: _Reader, catalog: QueueCatalog, mode: AutoscalerMode) -> tuple[Qu
     return tuple(result)
 
 
-def _redis(r: _Reader, stack: str) -> RedisConfig:
+def _redis(r: _Reader) -> RedisConfig:
     mode = cast(RedisMode, r.choice("mode", RedisMode))
     if mode == "in-cluster":
         r.only("mode", "image", "storageSize", "storageClass", "resources")
@@ -430,7 +430,7 @@ def parse_config(
         ),
         log_level=cast(LogLevel, top.choice("logLevel", LogLevel, "INFO")),
         queues=_queues(top.obj("queues"), catalog, autoscaler.mode),
-        redis=_redis(top.obj("redis"), stack),
+        redis=_redis(top.obj("redis")),
         autoscaler=autoscaler,
         features=features,
         flower=flower,

@@ -12,8 +12,11 @@ import pulumi_kubernetes as k8s
 from infra.autoscaler import METRIC
 from infra.config import AutoscalerConfig
 
-PROMETHEUS_ADAPTER_CHART = ("prometheus-adapter", "4.11.0",
-                            "https://prometheus-community.github.io/helm-charts")  # fmt: skip
+PROMETHEUS_ADAPTER_CHART = (
+    "prometheus-adapter",
+    "4.11.0",
+    "https://prometheus-community.github.io/helm-charts",
+)
 KEDA_CHART = ("keda", "2.16.1", "https://kedacore.github.io/charts")
 
 

@@ -39,30 +39,34 @@ class Monitoring(pulumi.ComponentResource):
             **app_labels(PART_OF, cfg.stack, "monitoring"),
             "release": cfg.monitoring.release_label,
         }
-        worker_selector = {"app.kubernetes.io/component": "worker",
-                           "app.kubernetes.io/part-of": PART_OF}  # fmt: skip
-        self._monitor("PodMonitor", f"{resource_name}-workers", "celery-workers", {
+        worker_selector = {
+            "app.kubernetes.io/component": "worker",
+            "app.kubernetes.io/part-of": PART_OF,
+        }
+        workers = {
             "selector": {"matchLabels": worker_selector},
             "podTargetLabels": ["celery-fleet/queue"],
             "podMetricsEndpoints": [
                 {"port": "metrics", "path": "/metrics", "interval": SCRAPE_INTERVAL}
             ],
-        })  # fmt: skip
-        self._monitor("ServiceMonitor", f"{resource_name}-exporter", "celery-exporter", {
+        }
+        self._monitor("PodMonitor", f"{resource_name}-workers", "celery-workers", workers)
+        exporter = {
             "selector": {"matchLabels": _instance(exporter_labels)},
             "endpoints": [{"port": "metrics", "path": "/metrics", "interval": SCRAPE_INTERVAL}],
-        })  # fmt: skip
+        }
+        self._monitor("ServiceMonitor", f"{resource_name}-exporter", "celery-exporter", exporter)
         if flower_labels is not None:
-            self._monitor("PodMonitor", f"{resource_name}-flower", "celery-flower", {
+            # Flower's /metrics needs no auth; the scrape reaches it on the pod network only.
+            flower = {
                 "selector": {"matchLabels": _instance(flower_labels)},
-                "podMetricsEndpoints": [
-                    {"port": "http", "path": "/metrics", "interval": "30s"}
-                ],
-            })  # fmt: skip
+                "podMetricsEndpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}],
+            }
+            self._monitor("PodMonitor", f"{resource_name}-flower", "celery-flower", flower)
         groups = load_rule_groups()
         if groups:
-            self._monitor("PrometheusRule", f"{resource_name}-rules", "celery-fleet",
-                          {"groups": groups})  # fmt: skip
+            rules = {"groups": groups}
+            self._monitor("PrometheusRule", f"{resource_name}-rules", "celery-fleet", rules)
         self.rule_groups = pulumi.Output.from_input(len(groups))
         names: list[str] = []
         if cfg.features.dashboards:

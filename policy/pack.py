@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pulumi_policy import (
     EnforcementLevel,
+    Policy,
     ReportViolation,
     ResourceValidation,
     ResourceValidationArgs,
@@ -23,7 +24,7 @@ def _adapt(check: Check) -> ResourceValidation:
     return validate
 
 
-def policies() -> list[ResourceValidationPolicy]:
+def policies() -> list[Policy]:
     return [
         ResourceValidationPolicy(
             name=name,

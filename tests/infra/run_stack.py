@@ -88,7 +88,7 @@ def main(argv: list[str]) -> int:
         exports[name] = value
         real_export(name, value)
 
-    pulumi.export = export  # type: ignore[assignment]
+    pulumi.export = export
 
     async def collect() -> dict[str, Any]:
         result = {}
@@ -99,11 +99,12 @@ def main(argv: list[str]) -> int:
 
     resolved: dict[str, Any] = {}
 
-    @pulumi.runtime.test
+    @pulumi.runtime.test  # type: ignore[untyped-decorator]
     def program() -> pulumi.Output[None]:
         runpy.run_path(str(ROOT / "infra" / "__main__.py"), run_name="__main__")
-        task = asyncio.ensure_future(collect())
-        return pulumi.Output.from_input(task).apply(resolved.update)
+        task: asyncio.Task[dict[str, Any]] = asyncio.ensure_future(collect())
+        done: pulumi.Output[dict[str, Any]] = pulumi.Output.from_input(task)
+        return done.apply(resolved.update)
 
     program()
     # The mock monitor keys registrations by URN; a URN's type chain names every ancestor.

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from conftest import stack_result
 from infra_manifests import clean
-from pulumi_policy import ResourceValidationArgs
+from pulumi_policy import ResourceValidationArgs, ResourceValidationPolicy
 
 from policy.checks import (
     autoscaler_bounds,
@@ -150,10 +150,12 @@ def test_the_pack_reports_through_pulumi_policy() -> None:
     reported: dict[str, list[str]] = {}
     # When each policy validates it
     for policy in policies():
-        assert policy.validate is not None
-        policy.validate(
-            args, lambda msg, urn, n=policy.name: reported.setdefault(n, []).append(msg)
-        )
+        assert isinstance(policy, ResourceValidationPolicy)
+
+        def report(message: str, urn: str | None, name: str = policy.name) -> None:
+            reported.setdefault(name, []).append(message)
+
+        policy.validate(args, report)
     # Then both are rejected
     assert "no-privileged-or-root-containers" in reported
     assert "no-plaintext-secrets-in-env" in reported

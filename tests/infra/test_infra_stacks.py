@@ -21,7 +21,7 @@ def of_type(resources: Resources, typ: str) -> list[dict[str, Any]]:
 
 def stack_yaml(stack: str) -> dict[str, Any]:
     doc: dict[str, Any] = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
-    return doc["config"]
+    return dict(doc["config"])
 
 
 def test_one_worker_deployment_pdb_and_autoscaler_per_catalog_queue(
@@ -235,3 +235,20 @@ def test_every_resource_is_parented_by_a_component(result: dict[str, Any]) -> No
         if chain[-1].startswith("celery-fleet:") or chain[-1].startswith("pulumi:"):
             continue
         assert any(t.startswith("celery-fleet:") for t in chain[:-1]), urn
+
+
+def test_the_external_metrics_provider_matches_the_autoscaler_mode(stack: str) -> None:
+    res = stack_result(stack)["resources"]
+    (release,) = of_type(res, "kubernetes:helm.sh/v3:Release")
+    values = release["inputs"].get("values", {})
+    if stack == "dev":  # hpa: prometheus-adapter serving the external metric
+        assert release["inputs"]["chart"] == "prometheus-adapter"
+        (rule,) = values["rules"]["external"]
+        assert rule["name"]["as"] == "celery_queue_length"
+        assert rule["seriesQuery"].startswith("celery_queue_length{")
+        assert "<<.LabelMatchers>>" in rule["metricsQuery"]
+        assert rule["resources"]["overrides"]["namespace"]["resource"] == "namespace"
+    else:
+        assert release["inputs"]["chart"] == "keda"
+    # Either way the pools wait for it (CRDs / the metric must exist first).
+    assert any("ExternalMetricsProvider" in urn for urn in stack_result(stack)["urns"])
