@@ -5,6 +5,7 @@ from __future__ import annotations
 from celery import Celery
 
 from service.celeryconfig import build_config
+from service.dlq import transport
 from service.settings import FleetSettings, get_settings
 
 TASK_MODULES = (
@@ -18,6 +19,7 @@ TASK_MODULES = (
 
 def create_app(settings: FleetSettings | None = None) -> Celery:
     settings = settings or get_settings()
+    transport.register()
     celery_app = Celery("service", include=list(TASK_MODULES))
     celery_app.conf.update(build_config(settings))
     from service import beat, worker_hooks

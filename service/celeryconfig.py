@@ -18,6 +18,12 @@ def transport_options(settings: FleetSettings) -> dict[str, Any]:
         "queue_order_strategy": "priority",
         "priority_steps": list(settings.priority_steps),
         "sep": settings.priority_sep,
+        # Messages of a dead worker come back after visibility_timeout + this sweep period.
+        # kombu's default sweep runs every 10 s x throttle 10 = 100 s; one sweep per interval.
+        "unacked_restore_interval": settings.unacked_restore_interval,
+        "unacked_restore_throttle": 1,
+        # A worker killed while sweeping holds the sweep mutex until it expires (default 300s).
+        "unacked_mutex_expire": settings.unacked_mutex_expire,
     }
 
 
@@ -53,6 +59,8 @@ def build_config(settings: FleetSettings, catalog: QueueCatalog = CATALOG) -> di
         # A typo in a queue name is an error, not a silently created queue nobody consumes.
         "task_create_missing_queues": False,
         "task_queues": build_task_queues(catalog),
+        # Poison messages go to the dead-letter queue instead of being logged and discarded.
+        "worker_consumer": "service.dlq.consumer:FleetConsumer",
         "task_default_queue": catalog.default_queue,
         "task_default_exchange": catalog.get(catalog.default_queue).exchange,
         "task_default_routing_key": catalog.get(catalog.default_queue).routing_key,

@@ -13,7 +13,9 @@ failed); entries shown to humans have sensitive kwargs masked."""
 
 from __future__ import annotations
 
+import base64
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +24,7 @@ import redis
 
 from service.errors import DLQError
 from service.naming import DLQ_PREFIX, dlq_entries_key, dlq_index_key, priority_list_key
+from service.queue_stats import SENT_AT_HEADER
 
 GLOBAL_INDEX = f"{DLQ_PREFIX}:index"
 STATS_KEY = f"{DLQ_PREFIX}:stats"
@@ -161,34 +164,36 @@ class DLQStore:
         to_exchange: str | None = None,
         to_routing_key: str | None = None,
     ) -> bool:
-        """Push the entry back to its queue (or `to_queue`) and delete it, atomically.
+        """Push the entry back to its queue (or `to_queue`) and delete it, in one script.
         False when the id is not (or no longer) in the DLQ: replaying twice enqueues once."""
         entry = self.get(queue, entry_id)
-        if entry is None:
+        stored = self.client.hget(envelopes_key(queue), entry_id)
+        if entry is None or stored is None:
             return False
-        raw = self.client.hget(envelopes_key(queue), entry_id)
-        if raw is None:
-            return False
-        envelope = json.loads(raw)
+        envelope = json.loads(stored)
         destination = to_queue or queue
-        properties = envelope.setdefault("properties", {})
-        if to_queue is not None and to_exchange is not None:
-            properties["delivery_info"] = {"exchange": to_exchange, "routing_key": to_routing_key}
-        priority = int(properties.get("priority") or 0)
-        step = max((s for s in self.priority_steps if s <= priority), default=0)
-        target = priority_list_key(destination, step, self.priority_sep)
+        if "raw" in envelope:
+            # Bytes that never were a kombu message go back verbatim (after a consumer fix).
+            message = base64.b64decode(envelope["raw"])
+            target = destination
+        else:
+            properties = envelope.setdefault("properties", {})
+            if to_queue is not None and to_exchange is not None:
+                properties["delivery_info"] = {
+                    "exchange": to_exchange,
+                    "routing_key": to_routing_key,
+                }
+            headers = envelope.get("headers")
+            if isinstance(headers, dict):
+                headers[SENT_AT_HEADER] = time.time()  # queue wait restarts at replay
+            priority = properties.get("priority")
+            priority = priority if isinstance(priority, int) else 0
+            step = max((s for s in self.priority_steps if s <= priority), default=0)
+            target = priority_list_key(destination, step, self.priority_sep)
+            message = json.dumps(envelope).encode()
         keys = [*self._keys(queue, entry["reason"], entry["task_name"]), target]
-        return bool(
-            self._remove(
-                keys=keys,
-                args=[
-                    entry_id,
-                    member(queue, entry_id),
-                    member(queue, entry["reason"]),
-                    json.dumps(envelope),
-                ],
-            )
-        )
+        args = [entry_id, member(queue, entry_id), member(queue, entry["reason"]), message]
+        return bool(self._remove(keys=keys, args=args))
 
     def purge(self, queue: str, entry_id: str) -> bool:
         entry = self.get(queue, entry_id)

@@ -23,6 +23,8 @@ class FleetTask(Task[Any, Any]):
     """Shared policy: JSON-only, late ack, backoff with jitter, dead-lettering."""
 
     abstract = True
+    # Dead-letters hard time-limit kills from the worker's main process.
+    Request = "service.dlq.request:FleetRequest"
     acks_late = True
     reject_on_worker_lost = True
     # Exponential backoff with full jitter, capped, so a burst of failures does not retry in

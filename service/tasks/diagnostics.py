@@ -103,3 +103,14 @@ def hang(seconds: float, marker: str | None = None) -> float:
     if marker:
         broker_redis().rpush(f"fleet:diag:done:{marker}", time.time())
     return seconds
+
+
+@shared_task(base=FleetTask, name="service.tasks.diagnostics.until_fixed")
+def until_fixed(run_key: str, password: str | None = None) -> str:
+    """Fail permanently until `fleet:diag:fixed:<run_key>` exists (a deployed fix), then
+    record the call; `password` shows that replay keeps values the DLQ view masks."""
+    client = broker_redis()
+    if not client.exists(f"fleet:diag:fixed:{run_key}"):
+        raise PermanentTaskError(f"{run_key} is not fixed yet")
+    client.rpush(f"fleet:diag:fixed-runs:{run_key}", password or "")
+    return run_key

@@ -1,0 +1,31 @@
+"""A Celery Request that dead-letters hard time-limit kills in the worker's main process
+(the child is gone, so the task's own code cannot) before Celery acknowledges them."""
+
+from __future__ import annotations
+
+import logging
+from celery.worker.request import Request
+from celery.worker.state import task_ready
+
+from service.dlq.capture import capture_message
+from service.dlq.reasons import Reason
+
+logger = logging.getLogger(__name__)
+
+
+class FleetRequest(Request):  # type: ignore[misc]
+    def on_timeout(self, soft: bool, timeout: float) -> None:
+        if not soft and self.task.acks_late:
+            from celery.exceptions import TimeLimitExceeded
+
+            try:
+                capture_message(
+                    self._message, Reason.TIME_LIMIT, TimeLimitExceeded(timeout), self.name
+                )
+            except Exception:
+                # Not acked: the message goes back to its queue instead of vanishing.
+                logger.exception("dead-letter write failed after a hard time limit; requeued")
+                task_ready(self)
+                self.reject(requeue=True)
+                return
+        super().on_timeout(soft, timeout)
