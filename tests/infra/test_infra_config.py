@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from conftest import run_stack
+from infra_harness import run_stack
 
 from infra.config import GRACE_MARGIN_SECONDS, InfraConfigError, parse_config
 from service.queues import CATALOG

@@ -7,7 +7,7 @@ import copy
 from typing import Any
 
 import pytest
-from conftest import stack_result
+from infra_harness import stack_result
 from infra_manifests import clean
 from pulumi_policy import ResourceValidationArgs, ResourceValidationPolicy
 

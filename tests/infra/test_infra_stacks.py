@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import ROOT, stack_result
+from infra_harness import ROOT, stack_result
 from infra_manifests import by_name, manifests, pod_spec
 
 from service.naming import worker_deployment_name
@@ -126,7 +126,7 @@ def test_broker_url_is_a_secret_output_and_a_secret_input(
             assert "mockpw" not in str(out["value"]), name
 
 
-def test_dev_runs_redis_in_cluster_with_aof_on_a_pvc(resources: Resources) -> None:
+def test_dev_runs_redis_in_cluster_with_aof_on_a_pvc() -> None:
     stack_resources = stack_result("dev")["resources"]
     assert not [r for r in stack_resources if r["type"].startswith("aws:")]
     (sts,) = manifests(stack_resources, "StatefulSet")
