@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from infra.config import InfraConfigError
+from infra.config_reader import InfraConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ALERTS_DIR = REPO_ROOT / "alerts"

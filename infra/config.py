@@ -9,14 +9,23 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar, cast, get_args
+from typing import Any, Literal, cast
 
 import pulumi
 
-from service.errors import FleetError
+from infra.config_reader import (
+    CPU,
+    DNS_LABEL,
+    IMAGE,
+    MEMORY,
+    PROJECT,
+    STORAGE,
+    InfraConfigError,
+    Reader,
+    config_key,
+    memory_mib,
+)
 from service.queues import CATALOG, QueueCatalog, QueueSpec
-
-PROJECT = "celery-fleet"
 
 RedisMode = Literal["elasticache", "in-cluster"]
 AutoscalerMode = Literal["hpa", "keda"]
@@ -28,23 +37,6 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 GRACE_MARGIN_SECONDS = 30
 # Secrets: only ever read through `config.get_secret`; a plaintext value is refused.
 SECRET_KEYS = ("smtpPassword", "flowerPassword")
-
-_MEMORY = re.compile(r"^([1-9][0-9]*)(Mi|Gi)$")
-_CPU = re.compile(r"^([1-9][0-9]*m|[0-9]+(\.[0-9]+)?)$")
-_STORAGE = re.compile(r"^[1-9][0-9]*(Mi|Gi|Ti)$")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_IMAGE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._/:@-]*$")
-
-
-class InfraConfigError(FleetError):
-    """The stack configuration is invalid; the message names the key."""
-
-
-T = TypeVar("T")
-
-
-def _key(path: str) -> str:
-    return f"{PROJECT}:{path}"
 
 
 @dataclass(frozen=True)
@@ -172,111 +164,15 @@ class FleetConfig:
         raise KeyError(name)
 
 
-def memory_mib(value: str) -> int:
-    match = _MEMORY.match(value)
-    if not match:
-        raise ValueError(value)
-    return int(match.group(1)) * (1024 if match.group(2) == "Gi" else 1)
-
-
-class _Reader:
-    """Typed access to one config object; every error names `celery-fleet:<path>.<field>`."""
-
-    def __init__(self, raw: Any, path: str) -> None:
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, Mapping):
-            raise InfraConfigError(f"{_key(path)} must be an object, got {type(raw).__name__}")
-        self.raw: Mapping[str, Any] = raw
-        self.path = path
-
-    def key(self, name: str) -> str:
-        return _key(f"{self.path}.{name}" if self.path else name)
-
-    def only(self, *known: str) -> None:
-        for name in self.raw:
-            if name not in known:
-                raise InfraConfigError(
-                    f"unknown config key {self.key(name)}; known: {', '.join(sorted(known))}"
-                )
-
-    def _get(self, name: str, kind: type[T], default: T | None, required: bool) -> T | None:
-        value = self.raw.get(name)
-        if value is None or value == "":
-            if required:
-                raise InfraConfigError(f"missing required config key {self.key(name)}")
-            return default
-        if kind is int and isinstance(value, str) and value.lstrip("-").isdigit():
-            value = int(value)
-        if kind is bool and isinstance(value, str) and value in ("true", "false"):
-            value = value == "true"
-        if kind is int and isinstance(value, bool):
-            raise InfraConfigError(f"{self.key(name)} must be an integer, got {value!r}")
-        if not isinstance(value, kind):
-            raise InfraConfigError(
-                f"{self.key(name)} must be {kind.__name__}, got {type(value).__name__} {value!r}"
-            )
-        return value
-
-    def text(
-        self,
-        name: str,
-        default: str | None = None,
-        *,
-        pattern: re.Pattern[str] | None = None,
-        required: bool = False,
-    ) -> str | None:
-        value = self._get(name, str, default, required)
-        if value is not None and pattern is not None and not pattern.match(value):
-            raise InfraConfigError(f"{self.key(name)}: {value!r} must match {pattern.pattern}")
-        return value
-
-    def req_str(self, name: str, *, pattern: re.Pattern[str] | None = None) -> str:
-        value = self.text(name, pattern=pattern, required=True)
-        assert value is not None
-        return value
-
-    def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
-        value = self._get(name, int, default, False)
-        assert value is not None
-        if value < minimum:
-            raise InfraConfigError(f"{self.key(name)} must be >= {minimum}, got {value}")
-        return value
-
-    def flag(self, name: str, default: bool) -> bool:
-        value = self._get(name, bool, default, False)
-        assert value is not None
-        return value
-
-    def choice(self, name: str, options: Any, default: str | None = None) -> str:
-        allowed: tuple[str, ...] = get_args(options)
-        value = self.text(name, default, required=default is None)
-        if value not in allowed:
-            raise InfraConfigError(
-                f"unknown {self.key(name)} {value!r}; expected one of: {', '.join(allowed)}"
-            )
-        assert value is not None
-        return value
-
-    def str_list(self, name: str) -> tuple[str, ...]:
-        value = self.raw.get(name)
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-            raise InfraConfigError(f"{self.key(name)} must be a non-empty list of strings")
-        return tuple(value)
-
-    def obj(self, name: str) -> _Reader:
-        return _Reader(self.raw.get(name), f"{self.path}.{name}" if self.path else name)
-
-
-def _resources(r: _Reader, default: Resources) -> Resources:
+def _resources(r: Reader, default: Resources) -> Resources:
     r.only("cpu", "memory", "cpuLimit", "memoryLimit")
     res = Resources(
-        cpu_request=r.text("cpu", default.cpu_request, pattern=_CPU) or default.cpu_request,
-        memory_request=r.text("memory", default.memory_request, pattern=_MEMORY)
+        cpu_request=r.text("cpu", default.cpu_request, pattern=CPU) or default.cpu_request,
+        memory_request=r.text("memory", default.memory_request, pattern=MEMORY)
         or default.memory_request,
-        memory_limit=r.text("memoryLimit", default.memory_limit, pattern=_MEMORY)
+        memory_limit=r.text("memoryLimit", default.memory_limit, pattern=MEMORY)
         or default.memory_limit,
-        cpu_limit=r.text("cpuLimit", default.cpu_limit, pattern=_CPU),
+        cpu_limit=r.text("cpuLimit", default.cpu_limit, pattern=CPU),
     )
     if memory_mib(res.memory_request) > memory_mib(res.memory_limit):
         raise InfraConfigError(f"{r.key('memory')} exceeds {r.key('memoryLimit')}")
@@ -289,7 +185,7 @@ def _default_worker_resources(spec: QueueSpec) -> Resources:
     return Resources("250m", f"{request}Mi", f"{request * 2}Mi")
 
 
-def _queues(r: _Reader, catalog: QueueCatalog, mode: AutoscalerMode) -> tuple[QueueConfig, ...]:
+def _queues(r: Reader, catalog: QueueCatalog, mode: AutoscalerMode) -> tuple[QueueConfig, ...]:
     for name in r.raw:
         if name not in catalog:
             raise InfraConfigError(
@@ -327,7 +223,7 @@ def _queues(r: _Reader, catalog: QueueCatalog, mode: AutoscalerMode) -> tuple[Qu
     return tuple(result)
 
 
-def _redis(r: _Reader) -> RedisConfig:
+def _redis(r: Reader) -> RedisConfig:
     mode = cast(RedisMode, r.choice("mode", RedisMode))
     if mode == "in-cluster":
         r.only("mode", "image", "storageSize", "storageClass", "resources")
@@ -335,8 +231,8 @@ def _redis(r: _Reader) -> RedisConfig:
         return RedisConfig(
             mode=mode,
             in_cluster=InClusterRedisConfig(
-                image=r.text("image", d.image, pattern=_IMAGE) or d.image,
-                storage_size=r.text("storageSize", d.storage_size, pattern=_STORAGE)
+                image=r.text("image", d.image, pattern=IMAGE) or d.image,
+                storage_size=r.text("storageSize", d.storage_size, pattern=STORAGE)
                 or d.storage_size,
                 storage_class=r.text("storageClass"),
                 resources=_resources(r.obj("resources"), d.resources),
@@ -378,7 +274,7 @@ def parse_config(
     catalog: QueueCatalog = CATALOG,
 ) -> FleetConfig:
     """Build the typed config from `{key-without-project-prefix: value}`; pure, for tests."""
-    top = _Reader(raw, "")
+    top = Reader(raw, "")
     top.only(
         "namespace", "image", "imagePullPolicy", "logLevel", "redis", "autoscaler", "queues",
         "features", "flower", "monitoring", *SECRET_KEYS,
@@ -407,24 +303,24 @@ def parse_config(
         user=fl.text("user", "admin", pattern=re.compile(r"^[A-Za-z0-9_.-]+$")) or "admin",
         ingress_host=fl.text("ingressHost"),
         ingress_class_name=fl.text("ingressClassName", "nginx") or "nginx",
-        tls_secret_name=fl.text("tlsSecretName", pattern=_DNS_LABEL),
+        tls_secret_name=fl.text("tlsSecretName", pattern=DNS_LABEL),
     )
     if features.flower_ingress and not flower.ingress_host:
         raise InfraConfigError(
-            f"{_key('features.flowerIngress')} needs {_key('flower.ingressHost')}"
+            f"{config_key('features.flowerIngress')} needs {config_key('flower.ingressHost')}"
         )
     mon = top.obj("monitoring")
     mon.only("namespace", "releaseLabel", "ingressNamespace")
     monitoring = MonitoringConfig(
-        namespace=mon.text("namespace", "monitoring", pattern=_DNS_LABEL) or "monitoring",
+        namespace=mon.text("namespace", "monitoring", pattern=DNS_LABEL) or "monitoring",
         release_label=mon.text("releaseLabel", "kube-prometheus-stack") or "kube-prometheus-stack",
-        ingress_namespace=mon.text("ingressNamespace", "ingress-nginx", pattern=_DNS_LABEL)
+        ingress_namespace=mon.text("ingressNamespace", "ingress-nginx", pattern=DNS_LABEL)
         or "ingress-nginx",
     )
     return FleetConfig(
         stack=stack,
-        namespace=top.text("namespace", "celery-fleet", pattern=_DNS_LABEL) or "celery-fleet",
-        image=top.req_str("image", pattern=_IMAGE),
+        namespace=top.text("namespace", "celery-fleet", pattern=DNS_LABEL) or "celery-fleet",
+        image=top.req_str("image", pattern=IMAGE),
         image_pull_policy=cast(
             PullPolicy, top.choice("imagePullPolicy", PullPolicy, "IfNotPresent")
         ),
@@ -464,9 +360,9 @@ def load_config() -> FleetConfig:
     for key in _present_keys() - set(SECRET_KEYS):
         raw[key] = _decode(cfg.get(key))
     for key in SECRET_KEYS:
-        if cfg.get(key) is not None and not pulumi.runtime.is_config_secret(_key(key)):
+        if cfg.get(key) is not None and not pulumi.runtime.is_config_secret(config_key(key)):
             raise InfraConfigError(
-                f"{_key(key)} must be a secret: pulumi config set --secret {key} <value>"
+                f"{config_key(key)} must be a secret: pulumi config set --secret {key} <value>"
             )
     secrets = Secrets(
         smtp_password=cfg.get_secret("smtpPassword"),

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from infra.assets import ALERTS_DIR, DASHBOARDS_DIR, load_dashboards, load_rule_groups
-from infra.config import InfraConfigError
+from infra.config_reader import InfraConfigError
 from infra.names import dashboard_configmap_name
 
 

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from infra_harness import run_stack
 
-from infra.config import GRACE_MARGIN_SECONDS, InfraConfigError, parse_config
+from infra.config import GRACE_MARGIN_SECONDS, parse_config
+from infra.config_reader import InfraConfigError
 from service.queues import CATALOG
 
 BASE: dict[str, Any] = {
