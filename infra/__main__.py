@@ -5,11 +5,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# `pulumi up` runs this file with infra/ as the working directory; make the repo importable.
+# `pulumi up` runs this directory with runpy, so infra/ itself is sys.path[0] (no module here
+# may shadow the standard library) and the repo root must be added for `infra.*`/`service.*`.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pulumi
 
+from infra.app_secrets import AppSecrets
 from infra.beat import Beat
 from infra.config import load_config
 from infra.exporter import QueueExporter
@@ -18,7 +20,6 @@ from infra.metrics_provider import ExternalMetricsProvider
 from infra.monitoring import Monitoring
 from infra.redis_elasticache import ElastiCacheRedis
 from infra.redis_incluster import InClusterRedis
-from infra.secrets import AppSecrets
 from infra.security import FleetNamespace
 from infra.worker_pool import WorkerPool
 

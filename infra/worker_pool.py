@@ -75,6 +75,23 @@ class WorkerPool(pulumi.ComponentResource):
         container["liveness_probe"] = probe
         # Boot (imports, broker connect) may take a while; do not let liveness kill it early.
         container["startup_probe"] = {**probe, "period_seconds": 5, "failure_threshold": 36}
+        spec = pod_spec(
+            cfg,
+            [container],
+            [metrics_vol, beat_vol, tmp_vol],
+            # SIGTERM starts a warm shutdown; the running task may still need up to its hard
+            # limit, so SIGKILL must come later than that.
+            grace_seconds=queue.termination_grace_seconds,
+        )
+        # Spread a pool over zones so losing one zone never takes a whole queue offline.
+        spec["topology_spread_constraints"] = [
+            {
+                "max_skew": 1,
+                "topology_key": "topology.kubernetes.io/zone",
+                "when_unsatisfiable": "ScheduleAnyway",
+                "label_selector": {"match_labels": selector(labels)},
+            }
+        ]
         deployment = k8s.apps.v1.Deployment(
             resource_name,
             metadata={"name": name, "namespace": namespace, "labels": labels},
@@ -86,17 +103,7 @@ class WorkerPool(pulumi.ComponentResource):
                     "type": "RollingUpdate",
                     "rolling_update": {"max_surge": "25%", "max_unavailable": 0},
                 },
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": pod_spec(
-                        cfg,
-                        [container],
-                        [metrics_vol, beat_vol, tmp_vol],
-                        # SIGTERM starts a warm shutdown; the running task may still need up
-                        # to its hard limit, so SIGKILL must come later than that.
-                        grace_seconds=queue.termination_grace_seconds,
-                    ),
-                },
+                "template": {"metadata": {"labels": labels}, "spec": spec},
             },
             # The autoscaler owns the replica count after creation.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["spec.replicas"]),

@@ -56,3 +56,15 @@ def test_a_broken_dashboard_fails(tmp_path: Path) -> None:
 )
 def test_dashboard_configmap_names_are_dns_labels(stem: str, name: str) -> None:
     assert dashboard_configmap_name(stem) == name
+
+
+@pytest.mark.parametrize("directory", ["infra", "policy"])
+def test_no_module_shadows_the_standard_library(directory: str) -> None:
+    # Pulumi runs these directories with runpy, which puts the directory itself first on
+    # sys.path: an infra/secrets.py would replace the stdlib `secrets` for every library.
+    import pkgutil
+    import sys
+
+    root = Path(__file__).resolve().parents[2] / directory
+    names = {m.name for m in pkgutil.iter_modules([str(root)])}
+    assert names and not names & set(sys.stdlib_module_names)
