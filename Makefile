@@ -39,7 +39,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check service infra dashboards policy tests
 
 typecheck: $(STAMP)
-	$(BIN)/mypy service infra
+	$(BIN)/mypy service infra policy tests/infra
 
 rules: setup
 	promtool check rules alerts/*.yaml

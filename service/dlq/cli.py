@@ -20,8 +20,9 @@ from service.errors import DLQError
 from service.queues import CATALOG
 from service.redaction import redact
 
-dlq_cli = typer.Typer(help="Inspect, replay and purge dead-lettered messages.",
-                      no_args_is_help=True)
+dlq_cli = typer.Typer(
+    help="Inspect, replay and purge dead-lettered messages.", no_args_is_help=True
+)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -64,7 +65,10 @@ def parse_time(value: str | None, option: str) -> int | None:
 
 
 def build_filter(
-    queue: str | None, task: str | None, reason: str | None, since: str | None,
+    queue: str | None,
+    task: str | None,
+    reason: str | None,
+    since: str | None,
     until: str | None,
 ) -> Filter:
     if queue is not None and queue not in CATALOG:
@@ -97,8 +101,11 @@ def _locate(store: DLQStore, entry_id: str, queue: str | None) -> dict[str, Any]
 
 @dlq_cli.command("list")
 def list_entries(
-    queue: str | None = QueueOpt, task: str | None = TaskOpt, reason: str | None = ReasonOpt,
-    since: str | None = SinceOpt, until: str | None = UntilOpt,
+    queue: str | None = QueueOpt,
+    task: str | None = TaskOpt,
+    reason: str | None = ReasonOpt,
+    since: str | None = SinceOpt,
+    until: str | None = UntilOpt,
     limit: int = typer.Option(50, min=1, max=1000, help="Page size."),
     offset: int = typer.Option(0, min=0, help="Entries to skip (pagination)."),
     as_json: bool = JsonOpt,
@@ -117,8 +124,13 @@ def list_entries(
         table.add_column(column, overflow="fold")
     for e in entries:
         table.add_row(
-            e["id"], e["queue"], e["task_name"], e["reason"], e.get("exception_type") or "",
-            str(e.get("retries", 0)), _when(e["last_failure_at"]),
+            e["id"],
+            e["queue"],
+            e["task_name"],
+            e["reason"],
+            e.get("exception_type") or "",
+            str(e.get("retries", 0)),
+            _when(e["last_failure_at"]),
         )
     console.print(table)
     if len(entries) == limit:
@@ -169,8 +181,9 @@ def _selected(
     return [(e["queue"], e["id"]) for e in store.iter_entries(flt)]
 
 
-def _apply(pairs: Iterable[tuple[str, str]], total: int, label: str,
-           operation: Any) -> tuple[int, int]:
+def _apply(
+    pairs: Iterable[tuple[str, str]], total: int, label: str, operation: Any
+) -> tuple[int, int]:
     done = missing = 0
     with Progress(console=err_console, transient=True, disable=total < 20) as progress:
         bar = progress.add_task(label, total=total)
@@ -186,8 +199,11 @@ def _apply(pairs: Iterable[tuple[str, str]], total: int, label: str,
 @dlq_cli.command()
 def replay(
     entry_ids: list[str] = typer.Argument(None, help="Entry ids; or use filters / --all."),
-    queue: str | None = QueueOpt, task: str | None = TaskOpt, reason: str | None = ReasonOpt,
-    since: str | None = SinceOpt, until: str | None = UntilOpt,
+    queue: str | None = QueueOpt,
+    task: str | None = TaskOpt,
+    reason: str | None = ReasonOpt,
+    since: str | None = SinceOpt,
+    until: str | None = UntilOpt,
     everything: bool = typer.Option(False, "--all", help="Replay every entry."),
     to_queue: str | None = typer.Option(None, "--to-queue", help="Send to this queue instead."),
     as_json: bool = JsonOpt,
@@ -208,8 +224,9 @@ def replay(
     def one(source: str, entry_id: str) -> bool:
         if destination is None:
             return store.replay(source, entry_id)
-        return store.replay(source, entry_id, destination.name, destination.exchange,
-                            destination.routing_key)
+        return store.replay(
+            source, entry_id, destination.name, destination.exchange, destination.routing_key
+        )
 
     done, missing = _apply(pairs, len(pairs), "replaying", one)
     _report("replayed", done, missing, as_json)
@@ -218,8 +235,11 @@ def replay(
 @dlq_cli.command()
 def purge(
     entry_ids: list[str] = typer.Argument(None, help="Entry ids; or use filters / --all."),
-    queue: str | None = QueueOpt, task: str | None = TaskOpt, reason: str | None = ReasonOpt,
-    since: str | None = SinceOpt, until: str | None = UntilOpt,
+    queue: str | None = QueueOpt,
+    task: str | None = TaskOpt,
+    reason: str | None = ReasonOpt,
+    since: str | None = SinceOpt,
+    until: str | None = UntilOpt,
     everything: bool = typer.Option(False, "--all", help="Purge every entry."),
     yes: bool = typer.Option(False, "--yes", help="Required: purging cannot be undone."),
     as_json: bool = JsonOpt,

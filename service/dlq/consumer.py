@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 REQUEUE_DELAY = 2.0
 
 
-class FleetConsumer(Consumer):  # type: ignore[misc]
+class FleetConsumer(Consumer):
     def create_task_handler(self, *args: Any, **kwargs: Any) -> Any:
         handle = super().create_task_handler(*args, **kwargs)
         tasks = self.app.tasks
@@ -36,7 +36,9 @@ class FleetConsumer(Consumer):  # type: ignore[misc]
 
     def dead_letter(self, message: Any, problem: Problem) -> None:
         logger.error(
-            "dead-lettering message: %s (%s)", problem.detail, problem.reason,
+            "dead-lettering message: %s (%s)",
+            problem.detail,
+            problem.reason,
             extra={"task_name": problem.task_name, "reason": str(problem.reason)},
         )
         try:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+
 from celery.worker.request import Request
 from celery.worker.state import task_ready
 
@@ -13,14 +14,14 @@ from service.dlq.reasons import Reason
 logger = logging.getLogger(__name__)
 
 
-class FleetRequest(Request):  # type: ignore[misc]
+class FleetRequest(Request):
     def on_timeout(self, soft: bool, timeout: float) -> None:
         if not soft and self.task.acks_late:
             from celery.exceptions import TimeLimitExceeded
 
             try:
                 capture_message(
-                    self._message, Reason.TIME_LIMIT, TimeLimitExceeded(timeout), self.name
+                    self.message, Reason.TIME_LIMIT, TimeLimitExceeded(timeout), self.name
                 )
             except Exception:
                 # Not acked: the message goes back to its queue instead of vanishing.

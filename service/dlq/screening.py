@@ -54,7 +54,8 @@ def screen(message: Any, tasks: Any, max_body_bytes: int) -> Problem | None:
         and isinstance(decoded[1], dict)
     ):
         return Problem(
-            Reason.MALFORMED_BODY, "body is not [args, kwargs, embed] (Celery protocol 2)",
+            Reason.MALFORMED_BODY,
+            "body is not [args, kwargs, embed] (Celery protocol 2)",
             task_name,
         )
     task = tasks.get(task_name)

@@ -200,7 +200,12 @@ class DLQStore:
             target = priority_list_key(destination, step, self.priority_sep)
             message = json.dumps(envelope).encode()
         keys = [*self._keys(queue, entry["reason"], entry["task_name"]), target]
-        args = [entry_id, member(queue, entry_id), member(queue, entry["reason"]), message]
+        args: list[str | bytes] = [
+            entry_id,
+            member(queue, entry_id),
+            member(queue, entry["reason"]),
+            message,
+        ]
         return bool(self._remove(keys=keys, args=args))
 
     def purge(self, queue: str, entry_id: str) -> bool:

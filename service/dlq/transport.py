@@ -9,6 +9,7 @@ exception tears down the consumer. Registered for `redis://` and `rediss://` by
 from __future__ import annotations
 
 import logging
+from queue import Empty
 from typing import Any
 
 from kombu import transport as kombu_transport
@@ -54,14 +55,16 @@ def _dead_letter_raw(item: bytes, list_key: str, exc: BaseException) -> None:
         broker_redis().lpush(list_key, item)
 
 
-class Channel(kombu_redis.Channel):  # type: ignore[misc]
+# The kombu stubs omit the Redis channel's private helpers used below.
+_RedisChannel: Any = kombu_redis.Channel
+
+
+class Channel(_RedisChannel):  # type: ignore[misc]
     def _brpop_read(self, **options: Any) -> bool:
         # Mirrors kombu 5.7 Channel._brpop_read; only the parse step differs.
         try:
             try:
-                dest__item = self.client.parse_response(
-                    self.client.connection, "BRPOP", **options
-                )
+                dest__item = self.client.parse_response(self.client.connection, "BRPOP", **options)
             except self.connection_errors:
                 self.client.connection.disconnect()
                 raise
@@ -76,14 +79,14 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
                     return True
                 self.connection._deliver(payload, dest)
                 return True
-            raise kombu_redis.Empty()
+            raise Empty()
         finally:
             self._in_poll = None
             flush = getattr(self, "_flush_brpop_reauth", None)
             if flush is not None:
                 flush()
 
-    def _get(self, queue: str) -> dict[str, Any]:
+    def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
         with self.conn_or_acquire() as client:
             for pri in self.priority_steps:
                 key = self._q_for_pri(queue, pri)
@@ -96,10 +99,10 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
                         _dead_letter_raw(item, key, exc)
                         continue
             self._maybe_update_queues_expire(client, queue)
-            raise kombu_redis.Empty()
+            raise Empty()
 
 
-class Transport(kombu_redis.Transport):  # type: ignore[misc]
+class Transport(kombu_redis.Transport):
     Channel = Channel
 
 

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from celery import shared_task
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from service.errors import PermanentTaskError, TransientTaskError
 from service.redis_client import broker_redis
@@ -35,9 +36,17 @@ def sleep(seconds: float, marker: str | None = None) -> float:
     return seconds
 
 
-@shared_task(base=FleetTask, name="service.tasks.diagnostics.record", bind=True)
-def record(self: FleetTask, run_key: str, item: str) -> str:
+@shared_task(
+    base=FleetTask,
+    name="service.tasks.diagnostics.record",
+    # A broker blip is transient for a task whose only work is a Redis write.
+    autoretry_for=(TransientTaskError, RedisConnectionError),
+    max_retries=10,
+    retry_backoff=1,
+)
+def record(run_key: str, item: str, delay: float = 0.0) -> str:
     """Count one execution of `item` in a Redis hash (loss/duplication tests)."""
+    time.sleep(delay)
     client = broker_redis()
     with client.pipeline() as pipe:
         pipe.hincrby(f"fleet:diag:runs:{run_key}", item, 1)

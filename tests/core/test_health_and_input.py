@@ -65,26 +65,6 @@ def test_probe_without_heartbeat_file(tmp_path: Any) -> None:
     assert "no heartbeat file" in done.stderr
 
 
-def test_sigterm_finishes_the_running_task(
-    celery_app: Any, redis_client: redis.Redis, worker_factory: Any
-) -> None:
-    # Given a worker running a 3 s task
-    worker = worker_factory("default", concurrency=1)
-    celery_app.send_task("service.tasks.diagnostics.sleep", args=[3, "warm"])
-    wait_until(
-        lambda: b"sleep" in worker.log().encode() and "received" in worker.log(),
-        10,
-        message="task received",
-    )
-    time.sleep(0.5)
-    # When it gets SIGTERM (Kubernetes scale-down)
-    worker.signal(signal.SIGTERM)
-    worker.process.wait(30)
-    # Then the task completed before the process exited
-    assert redis_client.llen("fleet:diag:done:warm") == 1
-    assert "Warm shutdown" in worker.log()
-
-
 def test_unknown_queue_at_call_time_is_an_error(celery_app: Any) -> None:
     from celery.exceptions import QueueNotFound
 

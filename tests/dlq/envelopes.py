@@ -21,8 +21,15 @@ def envelope(
             "body": base64.b64encode(body).decode(),
             "content-encoding": "utf-8" if content_type == "application/json" else "binary",
             "content-type": content_type,
-            "headers": {"lang": "py", "task": task, "id": task_id, "retries": 0,
-                        "root_id": task_id, "parent_id": None, "group": None},
+            "headers": {
+                "lang": "py",
+                "task": task,
+                "id": task_id,
+                "retries": 0,
+                "root_id": task_id,
+                "parent_id": None,
+                "group": None,
+            },
             "properties": {
                 "correlation_id": task_id,
                 "delivery_mode": 2,

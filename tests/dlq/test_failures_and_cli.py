@@ -54,8 +54,9 @@ def test_replay_after_fix_runs_once_and_keeps_masked_secrets(
 ) -> None:
     # Given a permanent failure whose kwargs hold a password
     worker = worker_factory("default")
-    result = celery_app.send_task("service.tasks.diagnostics.until_fixed",
-                                  args=["fx"], kwargs={"password": "hunter2"})
+    result = celery_app.send_task(
+        "service.tasks.diagnostics.until_fixed", args=["fx"], kwargs={"password": "hunter2"}
+    )
     with pytest.raises(Exception, match="not fixed yet"):
         result.get(timeout=20)
     dlq = store()
@@ -90,8 +91,7 @@ def test_hard_time_limit_kill_is_dead_lettered(
     with pytest.raises(Exception, match="TimeLimitExceeded"):
         result.get(timeout=20)
     dlq = store()
-    wait_until(lambda: dlq.count(Filter(reason="time_limit_exceeded")) == 1, 10,
-               message="entry")
+    wait_until(lambda: dlq.count(Filter(reason="time_limit_exceeded")) == 1, 10, message="entry")
     assert dlq.find(result.id, ("default",))["task_name"] == "service.tasks.diagnostics.hang"
 
 
@@ -100,27 +100,41 @@ def test_failed_dlq_write_requeues_instead_of_acking(
 ) -> None:
     # Given a worker whose DLQ store is unreachable
     worker = worker_factory("default", env={"FLEET_DLQ_URL": "redis://127.0.0.1:1/0"})
-    celery_app.send_task("service.tasks.diagnostics.until_fixed", args=["nodlq"],
-                         task_id="nodlq-task")
+    celery_app.send_task(
+        "service.tasks.diagnostics.until_fixed", args=["nodlq"], task_id="nodlq-task"
+    )
     # Then the message is rejected with requeue and comes back (runs again)
-    wait_until(lambda: worker.log().count("until_fixed[nodlq-task] received") >= 2, 30,
-               message="redelivery")
+    wait_until(
+        lambda: worker.log().count("until_fixed[nodlq-task] received") >= 2,
+        30,
+        message="redelivery",
+    )
     assert "dead-letter write failed" in worker.log()
     # And once the fix is deployed the same message succeeds: nothing was lost
     redis_client.set("fleet:diag:fixed:nodlq", 1)
-    wait_until(lambda: redis_client.llen("fleet:diag:fixed-runs:nodlq") == 1, 30,
-               message="eventual success")
+    wait_until(
+        lambda: redis_client.llen("fleet:diag:fixed-runs:nodlq") == 1,
+        30,
+        message="eventual success",
+    )
 
 
 def test_cli_filters_purge_and_errors(redis_client: redis.Redis) -> None:
     # Given entries written directly
     dlq = store()
     for i in range(30):
-        entry = {"id": f"e{i}", "task_id": f"e{i}", "task_name": f"t.{i % 3}",
-                 "queue": "email" if i % 2 else "reports",
-                 "reason": "non_retryable_error" if i % 5 else "unknown_task",
-                 "last_failure_at": 1_700_000_000 + i, "first_failure_at": 1_700_000_000,
-                 "retries": 0, "kwargs": {"token": "abc"}, "args": []}
+        entry = {
+            "id": f"e{i}",
+            "task_id": f"e{i}",
+            "task_name": f"t.{i % 3}",
+            "queue": "email" if i % 2 else "reports",
+            "reason": "non_retryable_error" if i % 5 else "unknown_task",
+            "last_failure_at": 1_700_000_000 + i,
+            "first_failure_at": 1_700_000_000,
+            "retries": 0,
+            "kwargs": {"token": "abc"},
+            "args": [],
+        }
         dlq.add(entry, {"headers": {}, "properties": {"delivery_tag": f"d{i}"}, "body": ""})
     # Then filters combine
     out = json.loads(fleet("dlq", "list", "--queue", "email", "--task", "t.1", "--json").output)

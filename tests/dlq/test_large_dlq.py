@@ -17,13 +17,21 @@ SIZE = 100_000
 def entries(n: int) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     items = []
     for i in range(n):
-        entry = {"id": f"id-{i:06d}", "task_id": f"id-{i:06d}",
-                 "task_name": "service.tasks.diagnostics.noop", "queue": "default",
-                 "reason": "non_retryable_error" if i % 10 else "unknown_task",
-                 "last_failure_at": 1_700_000_000 + i / 1000, "first_failure_at": 1_700_000_000,
-                 "retries": 0, "args": [i], "kwargs": {}}
-        raw = json.loads(envelope("service.tasks.diagnostics.noop", call_body(i),
-                                  task_id=f"id-{i:06d}"))
+        entry = {
+            "id": f"id-{i:06d}",
+            "task_id": f"id-{i:06d}",
+            "task_name": "service.tasks.diagnostics.noop",
+            "queue": "default",
+            "reason": "non_retryable_error" if i % 10 else "unknown_task",
+            "last_failure_at": 1_700_000_000 + i / 1000,
+            "first_failure_at": 1_700_000_000,
+            "retries": 0,
+            "args": [i],
+            "kwargs": {},
+        }
+        raw = json.loads(
+            envelope("service.tasks.diagnostics.noop", call_body(i), task_id=f"id-{i:06d}")
+        )
         items.append((entry, raw))
     return items
 
@@ -35,8 +43,10 @@ def test_show_replay_and_list_at_100k(redis_client: redis.Redis) -> None:
     for start in range(0, SIZE, 10_000):
         assert dlq.add_many(items[start : start + 10_000]) == 10_000
     assert dlq.count(Filter()) == SIZE
-    assert dlq.stats() == {("default", "non_retryable_error"): 90_000,
-                           ("default", "unknown_task"): 10_000}
+    assert dlq.stats() == {
+        ("default", "non_retryable_error"): 90_000,
+        ("default", "unknown_task"): 10_000,
+    }
     # Then one entry in the middle is found and shown
     assert dlq.find("id-054321", ("default",))["args"] == [54321]
     # And replay by id moves exactly that one message, once
@@ -47,7 +57,8 @@ def test_show_replay_and_list_at_100k(redis_client: redis.Redis) -> None:
     assert pushed["headers"]["id"] == "id-054321"
     assert dlq.count(Filter()) == SIZE - 1
     # And the newest page comes first, filters use their index
-    assert [e["id"] for e in dlq.page(Filter(), limit=3)] == ["id-099999", "id-099998",
-                                                              "id-099997"]
+    assert [e["id"] for e in dlq.page(Filter(), limit=3)] == ["id-099999", "id-099998", "id-099997"]
     assert [e["id"] for e in dlq.page(Filter(reason="unknown_task"), limit=2)] == [
-        "id-099990", "id-099980"]
+        "id-099990",
+        "id-099980",
+    ]

@@ -20,8 +20,10 @@ POISON = [
     ("malformed_body", envelope(NOOP, b"{not json")),
     ("malformed_body", envelope(NOOP, b'{"args": "wrong shape"}')),
     ("unknown_task", envelope("service.tasks.nope.missing", call_body(1))),
-    ("content_type_rejected",
-     envelope(NOOP, pickle.dumps(([1], {}, {})), content_type="application/x-python-serialize")),
+    (
+        "content_type_rejected",
+        envelope(NOOP, pickle.dumps(([1], {}, {})), content_type="application/x-python-serialize"),
+    ),
     ("oversized_body", envelope(NOOP, call_body("x" * 5000))),
     ("invalid_arguments", envelope(NOOP, call_body(1, 2, 3))),
     ("invalid_arguments", envelope(NOOP, call_body(nonsense=True))),
@@ -76,5 +78,6 @@ def test_content_types_other_than_json_are_refused(
     redis_client.lpush("default", envelope(NOOP, b"anything", content_type=content_type))
     worker_factory("default")
     dlq = store()
-    wait_until(lambda: dlq.count(Filter(reason="content_type_rejected")) == 1, 20,
-               message="capture")
+    wait_until(
+        lambda: dlq.count(Filter(reason="content_type_rejected")) == 1, 20, message="capture"
+    )
