@@ -111,6 +111,18 @@ def flower(ctx: typer.Context) -> None:
 
 
 @cli.command()
+def exporter(
+    port: int = typer.Option(9809, "--port", min=1, max=65535, help="HTTP port for /metrics."),
+    address: str = typer.Option("0.0.0.0", "--address", help="Listen address."),
+) -> None:
+    """Serve queue lengths, oldest task age and DLQ sizes for Prometheus (and autoscalers)."""
+    from service.exporter import serve
+
+    settings_or_exit()
+    serve(port=port, address=address)
+
+
+@cli.command()
 def probe(
     max_age: float | None = typer.Option(None, help="Seconds; default FLEET_HEARTBEAT_MAX_AGE."),
 ) -> None:

@@ -48,6 +48,7 @@ def _destination_queue(declare: Any, routing_key: str | None) -> str | None:
 
 
 def _on_before_publish(
+    body: Any = None,
     headers: dict[str, Any] | None = None,
     properties: dict[str, Any] | None = None,
     declare: Any = None,
@@ -56,12 +57,24 @@ def _on_before_publish(
 ) -> None:
     if headers is not None:
         headers.setdefault(SENT_AT_HEADER, time.time())
+        _redact_kwargsrepr(body, headers)
     if properties is None:
         return
     queue = _destination_queue(declare, routing_key)
     if queue is not None and not CATALOG.get(queue).supports_priority:
         # One FIFO list for queues that do not honour priorities.
         properties["priority"] = PRIORITY_STEPS[0]
+
+
+def _redact_kwargsrepr(body: Any, headers: dict[str, Any]) -> None:
+    """Celery logs and Flower show `kwargsrepr`; make it the redacted view of the kwargs."""
+    from reprlib import repr as short_repr
+
+    from service.redaction import redact
+    from service.settings import get_settings
+
+    if isinstance(body, tuple | list) and len(body) == 3 and isinstance(body[1], dict):
+        headers["kwargsrepr"] = short_repr(redact(body[1], get_settings().sensitive_keys))
 
 
 def _task_queue(task: Any) -> str:
@@ -104,8 +117,27 @@ def _on_retry(sender: Any = None, **_: Any) -> None:
     task_metrics.retried(_task_queue(sender), sender.name)
 
 
+def _on_worker_start(sender: Any = None, **_: Any) -> None:
+    from service.metrics_server import serve_worker_metrics
+    from service.settings import get_settings
+
+    port = get_settings().metrics_port
+    if port:
+        serve_worker_metrics(port)
+
+
+def _on_setup_logging(**_: Any) -> None:
+    # Connecting to setup_logging tells Celery not to configure logging itself.
+    from service.logs import configure_logging
+    from service.settings import get_settings
+
+    configure_logging(get_settings())
+
+
 def install(app: Celery) -> None:
+    signals.setup_logging.connect(_on_setup_logging, weak=False)
     signals.celeryd_init.connect(_on_worker_init, weak=False)
+    signals.worker_init.connect(_on_worker_start, weak=False)
     signals.before_task_publish.connect(_on_before_publish, weak=False)
     signals.task_prerun.connect(_on_prerun, weak=False)
     signals.task_postrun.connect(_on_postrun, weak=False)

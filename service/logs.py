@@ -1,0 +1,123 @@
+"""JSON logs, one object per line: time, level, message, logger, and for task code
+task_id, task_name, queue, retries and worker. Secrets are masked before formatting."""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import sys
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
+
+from service.redaction import redact
+from service.settings import FleetSettings
+
+# user:password@ or :password@ in any URL-looking text (broker URLs in error messages).
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<userinfo>[^@/\s]*)@", re.I)
+_TASK_FIELDS = ("task_id", "task_name", "queue", "retries")
+
+
+def mask_credentials(text: str) -> str:
+    return _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}***@", text)
+
+
+def mask_sensitive_repr(text: str, sensitive_keys: tuple[str, ...]) -> str:
+    """Masks `'password': 'x'` pairs inside reprs (Celery logs kwargs as a repr string)."""
+    if not sensitive_keys:
+        return text
+    words = "|".join(re.escape(k) for k in sensitive_keys)
+    pattern = re.compile(
+        rf"(?P<key>(['\"])[^'\"]*(?:{words})[^'\"]*\2\s*:\s*)(?P<q>['\"]).*?(?P=q)", re.I
+    )
+    return pattern.sub(lambda m: f"{m['key']}'***'", text)
+
+
+class TaskContextFilter(logging.Filter):
+    """Adds the running task's identity (from Celery's current task) to every record."""
+
+    def __init__(self, worker: str) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from celery import current_task
+
+        record.worker = self.worker
+        task = current_task
+        request = getattr(task, "request", None) if task else None
+        if request is not None and getattr(request, "id", None):
+            from service.dlq.capture import queue_for_delivery
+
+            record.task_id = request.id
+            record.task_name = task.name
+            record.queue = queue_for_delivery(getattr(request, "delivery_info", None))
+            record.retries = request.retries
+        return True
+
+
+class RedactingFilter(logging.Filter):
+    """Masks URL credentials in the message and sensitive keys in structured extras."""
+
+    def __init__(self, sensitive_keys: tuple[str, ...]) -> None:
+        super().__init__()
+        self.sensitive_keys = sensitive_keys
+
+    def _scrub(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return mask_credentials(mask_sensitive_repr(value, self.sensitive_keys))
+        if isinstance(value, dict):
+            return {k: self._scrub(v) for k, v in redact(value, self.sensitive_keys).items()}
+        if isinstance(value, list | tuple):
+            return [self._scrub(v) for v in value]
+        return value
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_credentials(mask_sensitive_repr(message, self.sensitive_keys))
+        if masked != message or record.args:
+            record.msg, record.args = masked, None
+        for key, value in list(vars(record).items()):
+            if isinstance(value, dict | list) and key != "args":
+                setattr(record, key, self._scrub(value))
+        if record.exc_info and record.exc_info[1] is not None:
+            # Format once here so the traceback text can be masked too.
+            record.exc_text = mask_credentials(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+def build_handler(settings: FleetSettings, stream: Any = None) -> logging.Handler:
+    handler = logging.StreamHandler(stream or sys.stderr)
+    if settings.log_format == "json":
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(message)s %(name)s",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+                datefmt="%Y-%m-%dT%H:%M:%S%z",
+            )
+        )
+    else:
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(levelname)s %(name)s [%(task_id)s] %(message)s",
+                defaults={"task_id": "-"},
+            )
+        )
+    handler.addFilter(TaskContextFilter(socket.gethostname()))
+    handler.addFilter(RedactingFilter(settings.sensitive_keys))
+    return handler
+
+
+def configure_logging(settings: FleetSettings) -> None:
+    """Replace the root handlers with one JSON (or text) handler at the configured level."""
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(build_handler(settings))
+    root.setLevel(settings.log_level)
+    # Celery's own loggers propagate to root; do not let them add their own handlers.
+    for name in ("celery", "celery.task", "celery.worker", "celery.beat", "kombu"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
