@@ -37,8 +37,8 @@ REDIS_TIMEOUT_SECONDS = 2.0
 
 
 def exporter_redis(url: str, timeout: float = REDIS_TIMEOUT_SECONDS) -> redis.Redis:
-    # One immediate retry on a dropped connection (a pooled socket left over from before a
-    # Redis restart); none on timeouts, which would double the worst-case scrape time.
+    # One immediate retry when a connection drops mid-scrape (failover, restart); none on
+    # timeouts, which would double the worst-case scrape time.
     retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
     return redis.Redis.from_url(
         url,
