@@ -141,9 +141,34 @@ def probe(
     console.print(f"ok: last heartbeat {age:.1f}s ago")
 
 
+def catalog_markdown() -> str:
+    """The catalog as the Markdown table in README.md (a test keeps the two in sync)."""
+    lines = [
+        "| queue | exchange / routing key | task patterns | priorities | concurrency | prefetch "
+        "| soft / hard limit (s) | replicas | backlog per replica |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for q in CATALOG:
+        patterns = ", ".join(f"`{p}`" for p in q.task_patterns) or "(dynamic router only)"
+        lines.append(
+            f"| `{q.name}` | {q.exchange} / {q.routing_key} | {patterns} "
+            f"| {'yes' if q.supports_priority else 'no'} | {q.concurrency} "
+            f"| {q.prefetch_multiplier} | {q.soft_time_limit} / {q.hard_time_limit} "
+            f"| {q.autoscaling.min_replicas}..{q.autoscaling.max_replicas} "
+            f"| {q.autoscaling.backlog_per_replica} |"
+        )
+    return "\n".join(lines)
+
+
 @cli.command()
-def queues(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+def queues(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    markdown: bool = typer.Option(False, "--markdown", help="The README's Markdown table."),
+) -> None:
     """List the queue catalog."""
+    if markdown:
+        print(catalog_markdown())
+        return
     rows = [
         {
             "name": q.name,
