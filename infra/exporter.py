@@ -39,12 +39,12 @@ class QueueExporter(pulumi.ComponentResource):
             ports=[{"name": "metrics", "container_port": EXPORTER_PORT}],
         )
         container["readiness_probe"] = {
-            "http_get": {"path": "/metrics", "port": "metrics"},
+            "http_get": {"path": "/healthz", "port": "metrics"},
             "period_seconds": 10,
             "timeout_seconds": 5,
         }
         container["liveness_probe"] = {
-            "http_get": {"path": "/metrics", "port": "metrics"},
+            "http_get": {"path": "/healthz", "port": "metrics"},
             "initial_delay_seconds": 20,
             "period_seconds": 30,
             "timeout_seconds": 10,

@@ -117,8 +117,9 @@ def exporter(
 ) -> None:
     """Serve queue lengths, oldest task age and DLQ sizes for Prometheus (and autoscalers)."""
     from service.exporter import serve
+    from service.logs import configure_logging
 
-    settings_or_exit()
+    configure_logging(settings_or_exit())
     serve(port=port, address=address)
 
 
@@ -226,9 +227,12 @@ def _register_subcommands() -> None:
 def main() -> None:
     _register_subcommands()
     try:
+        # standalone_mode=False would change typer's exit handling; catch our errors here,
+        # outside typer, so they print as one clean line with exit code 2.
         cli()
     except FleetError as exc:
-        fail(str(exc))
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
 
 
 if __name__ == "__main__":
