@@ -7,12 +7,14 @@ from typing import Any
 
 from celery.schedules import crontab
 
+from service.settings import get_settings
+
 
 def schedule() -> dict[str, dict[str, Any]]:
     return {
         "snapshot-queues": {
             "task": "service.tasks.maintenance.snapshot_queues",
-            "schedule": 60.0,
+            "schedule": get_settings().snapshot_interval,
         },
         "cleanup-reports": {
             "task": "service.tasks.maintenance.cleanup_reports",

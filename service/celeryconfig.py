@@ -67,6 +67,11 @@ def build_config(settings: FleetSettings, catalog: QueueCatalog = CATALOG) -> di
         "task_routes": (CatalogRouter(catalog),),
         # Unset priority would mean 0 (most urgent) on Redis; make "normal" the default.
         "task_default_priority": int(Priority.NORMAL),
+        # Per-task options without touching task code (the decorator is the other way):
+        # aggregation is cheap but hammers Redis, so cap it per worker.
+        "task_annotations": {
+            "service.tasks.analytics.aggregate_events": {"rate_limit": "50/s"},
+        },
         # Lets the exporter and DLQ see when a message was sent and its state.
         "task_send_sent_event": False,
         "task_track_started": True,

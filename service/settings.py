@@ -75,6 +75,7 @@ class FleetSettings(BaseSettings):
     heartbeat_interval: float = Field(default=5.0, gt=0)
     heartbeat_max_age: float = Field(default=60.0, gt=0)
     beat_schedule_file: Path = Path("/tmp/fleet-beat/celerybeat-schedule")
+    snapshot_interval: float = Field(default=60.0, ge=1)
     log_level: LogLevel = "INFO"
     log_format: LogFormat = "json"
 

@@ -31,13 +31,33 @@ def pytest_configure(config: pytest.Config) -> None:
         server = RedisServer(free_port(), data_dir).start()
         _SESSION["server"] = server
         url = server.url
+    if url is None:
+        url = _redis_from_docker()
     if url is not None:
         os.environ["CELERY_BROKER_URL"] = url
         os.environ["CELERY_RESULT_BACKEND"] = url
     _SESSION["url"] = url
 
 
+def _redis_from_docker() -> str | None:
+    """No redis-server binary: use testcontainers, but only where a Docker engine answers."""
+    try:
+        import docker
+        from testcontainers.redis import RedisContainer
+
+        docker.from_env().ping()
+    except Exception:
+        return None
+    container = RedisContainer("redis:7").start()
+    _SESSION["container"] = container
+    host, port = container.get_container_host_ip(), container.get_exposed_port(6379)
+    return f"redis://{host}:{port}/0"
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
+    container = _SESSION.get("container")
+    if container is not None:
+        container.stop()
     server = _SESSION.get("server")
     if server is not None:
         server.stop()

@@ -25,7 +25,15 @@ _FIRST_FAILURE_TTL = 7 * 86_400
 
 def store() -> DLQStore:
     settings = get_settings()
-    return DLQStore(dlq_redis(), settings.priority_steps, settings.priority_sep)
+    separate = settings.dlq_redis_url != settings.broker_url.get_secret_value()
+    from service.redis_client import broker_redis
+
+    return DLQStore(
+        dlq_redis(),
+        settings.priority_steps,
+        settings.priority_sep,
+        broker=broker_redis() if separate else None,
+    )
 
 
 def queue_for_delivery(delivery_info: dict[str, Any] | None) -> str:

@@ -216,6 +216,9 @@ def replay(
             raise _fail(f"unknown --to-queue {to_queue!r}; known: {', '.join(CATALOG.names)}")
         destination = CATALOG.get(to_queue)
     store = _store()
+    resumed = store.resume_claims()
+    if resumed:
+        console.print(f"finished {resumed} replays an earlier crash interrupted")
     pairs = _selected(store, entry_ids or [], queue, flt, everything)
     if not pairs:
         console.print("nothing to replay: no entries match")

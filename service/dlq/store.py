@@ -28,6 +28,7 @@ from service.queue_stats import SENT_AT_HEADER
 
 GLOBAL_INDEX = f"{DLQ_PREFIX}:index"
 STATS_KEY = f"{DLQ_PREFIX}:stats"
+CLAIMS_KEY = f"{DLQ_PREFIX}:replaying"
 
 
 def envelopes_key(queue: str) -> str:
@@ -75,14 +76,16 @@ redis.call('ZADD', KEYS[6], ARGV[3], ARGV[2])
 return existing and 0 or 1
 """
 
-# Same KEYS as _ADD plus KEYS[8] = destination list (replay only).
-# ARGV: id, member, stats field, envelope to push ('' = purge)
+# Same KEYS as _ADD plus KEYS[8]: the destination list (mode push) or the claims hash
+# (mode claim). ARGV: id, member, stats field, message, mode ('push' | 'claim' | 'purge')
 _REMOVE = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
   return 0
 end
-if ARGV[4] ~= '' then
+if ARGV[5] == 'push' then
   redis.call('LPUSH', KEYS[8], ARGV[4])
+elseif ARGV[5] == 'claim' then
+  redis.call('HSET', KEYS[8], ARGV[1], ARGV[4])
 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
@@ -131,8 +134,13 @@ class DLQStore:
         client: redis.Redis,
         priority_steps: tuple[int, ...] = (0, 3, 6, 9),
         priority_sep: str = "\x06\x16",
+        broker: redis.Redis | None = None,
     ) -> None:
+        """`broker`: the broker's Redis when the DLQ lives elsewhere. Then replay cannot be
+        one script; it claims the entry (atomic), pushes it, then drops the claim, and a
+        claim left by a crash is pushed by the next replay (at least once, never lost)."""
         self.client = client
+        self.broker = broker
         self.priority_steps = priority_steps
         self.priority_sep = priority_sep
         self._add = client.register_script(_ADD)
@@ -199,14 +207,34 @@ class DLQStore:
             step = max((s for s in self.priority_steps if s <= priority), default=0)
             target = priority_list_key(destination, step, self.priority_sep)
             message = json.dumps(envelope).encode()
-        keys = [*self._keys(queue, entry["reason"], entry["task_name"]), target]
-        args: list[str | bytes] = [
+        base_keys = self._keys(queue, entry["reason"], entry["task_name"])
+        common: list[str | bytes] = [
             entry_id,
             member(queue, entry_id),
             member(queue, entry["reason"]),
-            message,
         ]
-        return bool(self._remove(keys=keys, args=args))
+        if self.broker is None:
+            return bool(self._remove(keys=[*base_keys, target], args=[*common, message, "push"]))
+        claim = json.dumps({"target": target, "message": base64.b64encode(message).decode()})
+        if not self._remove(keys=[*base_keys, CLAIMS_KEY], args=[*common, claim, "claim"]):
+            return False
+        self._push_claim(entry_id, claim)
+        return True
+
+    def _push_claim(self, entry_id: str, claim: str) -> None:
+        assert self.broker is not None
+        parsed = json.loads(claim)
+        self.broker.lpush(parsed["target"], base64.b64decode(parsed["message"]))
+        self.client.hdel(CLAIMS_KEY, entry_id)
+
+    def resume_claims(self) -> int:
+        """Push replays a crash interrupted between claim and push (separate DLQ Redis)."""
+        if self.broker is None:
+            return 0
+        claims = self.client.hgetall(CLAIMS_KEY)
+        for entry_id, claim in claims.items():
+            self._push_claim(_text(entry_id), _text(claim))
+        return len(claims)
 
     def purge(self, queue: str, entry_id: str) -> bool:
         entry = self.get(queue, entry_id)
@@ -215,7 +243,13 @@ class DLQStore:
         return bool(
             self._remove(
                 keys=self._keys(queue, entry["reason"], entry["task_name"]),
-                args=[entry_id, member(queue, entry_id), member(queue, entry["reason"]), ""],
+                args=[
+                    entry_id,
+                    member(queue, entry_id),
+                    member(queue, entry["reason"]),
+                    "",
+                    "purge",
+                ],
             )
         )
 

@@ -70,3 +70,43 @@ def test_reports_and_analytics_do_real_work(
     ).get(timeout=30)
     assert counts == {"click": 2, "view": 1}
     assert redis_client.hgetall("fleet:analytics:day1") == {b"click": b"2", b"view": b"1"}
+
+
+def test_annotation_rate_limit_applies(celery_app: Any) -> None:
+    celery_app.loader.import_default_modules()
+    assert celery_app.tasks["service.tasks.analytics.aggregate_events"].rate_limit == "50/s"
+    assert celery_app.tasks["service.tasks.email.send_email"].rate_limit == "100/m"
+
+
+def test_beat_runs_the_periodic_snapshot(
+    redis_client: redis.Redis, worker_factory: Any, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from harness import REPO, wait_until
+
+    # Given a worker and one beat with a 1 s snapshot interval, and some waiting work
+    redis_client.lpush("email", b"{}")
+    worker = worker_factory("default")
+    env = dict(worker.env, FLEET_SNAPSHOT_INTERVAL="1")
+    log_path = tmp_path / "beat.log"
+    with open(log_path, "wb") as log:
+        beat = subprocess.Popen(
+            [sys.executable, "-m", "service", "beat"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        # Then the snapshot task runs on the worker and logs every queue's backlog
+        wait_until(lambda: worker.log().count("queue snapshot") >= 2, 30, message="two snapshots")
+    finally:
+        os.killpg(beat.pid, signal.SIGTERM)
+        beat.wait(20)
+    assert '"email": {"waiting": 1' in worker.log()
+    assert Path(env["FLEET_BEAT_SCHEDULE_FILE"]).parent.exists()
