@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 APT_PACKAGES := redis-server prometheus
 
-.PHONY: all setup system-deps lint typecheck rules generate check-generated test test-fast bench worker dev clean
+.PHONY: all setup system-deps lint typecheck rules generate check-generated test bench worker clean
 
 all: lint typecheck test
 
@@ -60,9 +60,6 @@ bench: setup
 
 worker: setup
 	$(BIN)/fleet worker -Q $(or $(QUEUES),default)
-
-dev: setup
-	$(BIN)/fleet dev
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
