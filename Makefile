@@ -35,8 +35,8 @@ lock:
 	$(BIN)/uv pip compile pyproject.toml --all-extras --python-version 3.11 -o requirements.lock
 
 lint: $(STAMP)
-	$(BIN)/ruff check service infra dashboards policy tests
-	$(BIN)/ruff format --check service infra dashboards policy tests
+	$(BIN)/ruff check service infra dashboards policy tests benchmarks
+	$(BIN)/ruff format --check service infra dashboards policy tests benchmarks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy service infra policy tests/infra

@@ -1,0 +1,49 @@
+"""One exporter scrape (`read_queue_stats`) over every catalog queue holding 10k waiting
+messages, spread over the kombu priority sub-lists: one pipelined round trip whatever the
+backlog (LLEN and LINDEX are O(1) at the list tail)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+from payloads import queued_message
+
+from service.naming import priority_list_key
+from service.queue_stats import read_queue_stats
+from service.queues import CATALOG
+from service.settings import get_settings
+
+PER_QUEUE = 10_000
+SENT_AT_START = 1_700_000_000.0
+NOW = SENT_AT_START + 3_600
+
+
+@pytest.fixture(scope="module")
+def backlog(redis_db: Callable[[int], redis.Redis]) -> redis.Redis:
+    """Every queue holds PER_QUEUE messages, the oldest sent at SENT_AT_START; priority
+    queues keep 70% in the base list and 10% in each other sub-list."""
+    client = redis_db(3)
+    settings = get_settings()
+    with client.pipeline(transaction=False) as pipe:
+        for spec in CATALOG:
+            for i in range(PER_QUEUE):
+                slot = i % 10
+                step = 0
+                if spec.supports_priority and slot >= 7:
+                    step = settings.priority_steps[slot - 6]
+                key = priority_list_key(spec.name, step, settings.priority_sep)
+                pipe.lpush(key, queued_message(i, spec.name, sent_at=SENT_AT_START + i))
+        pipe.execute()
+    return client
+
+
+def test_exporter_scrape_7_queues_10k_each(benchmark: Any, backlog: redis.Redis) -> None:
+    assert len(CATALOG) == 7
+    settings = get_settings()
+    stats = benchmark(read_queue_stats, backlog, settings, CATALOG, now=NOW)
+    assert {name: s.length for name, s in stats.items()} == dict.fromkeys(CATALOG.names, PER_QUEUE)
+    assert {s.oldest_age_seconds for s in stats.values()} == {NOW - SENT_AT_START}
+    assert {s.dlq_length for s in stats.values()} == {0}
