@@ -20,9 +20,6 @@ RULES_FILE = "alerts/celery-fleet.yaml"
 FAILURE_RATIO = 0.05
 # Warn when the p99 duration of a task reaches this fraction of its queue's hard time limit.
 HARD_LIMIT_RATIO = 0.8
-# A message older than this many hard time limits waited through the longest task any
-# worker of its queue may run: the queue is not being drained, whatever the task mix.
-OLDEST_AGE_HARD_LIMITS = 2
 
 Severity = Literal["warning", "critical"]
 
@@ -37,7 +34,9 @@ def backlog_threshold(queue: QueueSpec) -> int:
 
 
 def oldest_age_slo_seconds(queue: QueueSpec) -> int:
-    return OLDEST_AGE_HARD_LIMITS * queue.hard_time_limit
+    """The queue's wait SLO from the catalog. Not derived from its time limits: how long a
+    task may run says nothing about how long its callers may wait."""
+    return queue.max_wait_seconds
 
 
 def duration_warning_seconds(queue: QueueSpec) -> float:
@@ -168,7 +167,7 @@ def _queue_alerts() -> Iterator[Alert]:
             severity="critical",
             summary=f"Queue {queue.name}: oldest task waited {{{{ $value | humanizeDuration }}}}",
             description=f"The oldest waiting task of queue {queue.name} is older than {slo}s "
-            f"({OLDEST_AGE_HARD_LIMITS} x its hard time limit), for 5 minutes.",
+            "(its max_wait_seconds in the queue catalog), for 5 minutes.",
             runbook="Workers are not keeping up or not consuming: check active tasks, replicas "
             "and worker logs on the queue dashboard; scale the worker Deployment by hand if "
             "the autoscaler is stuck.",

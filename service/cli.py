@@ -146,8 +146,8 @@ def catalog_markdown() -> str:
     """The catalog as the Markdown table in README.md (a test keeps the two in sync)."""
     lines = [
         "| queue | exchange / routing key | task patterns | priorities | concurrency | prefetch "
-        "| soft / hard limit (s) | replicas | backlog per replica |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| soft / hard limit (s) | max wait (s) | replicas | backlog per replica |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for q in CATALOG:
         patterns = ", ".join(f"`{p}`" for p in q.task_patterns) or "(dynamic router only)"
@@ -155,6 +155,7 @@ def catalog_markdown() -> str:
             f"| `{q.name}` | {q.exchange} / {q.routing_key} | {patterns} "
             f"| {'yes' if q.supports_priority else 'no'} | {q.concurrency} "
             f"| {q.prefetch_multiplier} | {q.soft_time_limit} / {q.hard_time_limit} "
+            f"| {q.max_wait_seconds} "
             f"| {q.autoscaling.min_replicas}..{q.autoscaling.max_replicas} "
             f"| {q.autoscaling.backlog_per_replica} |"
         )
@@ -181,6 +182,7 @@ def queues(
             "prefetch": q.prefetch_multiplier,
             "soft_time_limit": q.soft_time_limit,
             "hard_time_limit": q.hard_time_limit,
+            "max_wait_seconds": q.max_wait_seconds,
             "min_replicas": q.autoscaling.min_replicas,
             "max_replicas": q.autoscaling.max_replicas,
             "backlog_per_replica": q.autoscaling.backlog_per_replica,
@@ -199,6 +201,7 @@ def queues(
         "concurrency",
         "prefetch",
         "soft/hard (s)",
+        "max wait (s)",
         "replicas",
         "backlog/replica",
     ):
@@ -212,6 +215,7 @@ def queues(
             str(row["concurrency"]),
             str(row["prefetch"]),
             f"{row['soft_time_limit']}/{row['hard_time_limit']}",
+            str(row["max_wait_seconds"]),
             f"{row['min_replicas']}..{row['max_replicas']}",
             str(row["backlog_per_replica"]),
         )

@@ -69,6 +69,10 @@ class QueueSpec:
     prefetch_multiplier: int = 1
     soft_time_limit: int = 60
     hard_time_limit: int = 90
+    # The wait SLO: how long the oldest waiting message may sit before the queue counts as
+    # not drained (CeleryQueueOldestTaskTooOld). A target for the queue's users, unrelated to
+    # how long its tasks run: urgent queues wait least, whatever their time limits.
+    max_wait_seconds: int = 300
     autoscaling: Autoscaling = field(default_factory=Autoscaling)
     description: str = ""
 
@@ -96,6 +100,9 @@ class QueueSpec:
                 f"queue {self.name}: hard_time_limit ({self.hard_time_limit}s) must exceed "
                 f"soft_time_limit ({self.soft_time_limit}s), or the soft limit never fires"
             )
+        # Any waiting message has an age > 0: a target of 0 would page on every backlog.
+        if self.max_wait_seconds < 1:
+            raise CatalogError(f"queue {self.name}: max_wait_seconds must be >= 1 s")
 
 
 class QueueCatalog:
@@ -164,6 +171,7 @@ CATALOG = QueueCatalog(
             prefetch_multiplier=4,
             soft_time_limit=60,
             hard_time_limit=90,
+            max_wait_seconds=120,
             autoscaling=Autoscaling(min_replicas=1, max_replicas=10, backlog_per_replica=50),
             description="General-purpose tasks and diagnostics",
         ),
@@ -176,6 +184,7 @@ CATALOG = QueueCatalog(
             prefetch_multiplier=1,
             soft_time_limit=120,
             hard_time_limit=150,
+            max_wait_seconds=30,
             autoscaling=Autoscaling(min_replicas=2, max_replicas=20, backlog_per_replica=5),
             description="Time-sensitive work and premium-tier users",
         ),
@@ -189,6 +198,7 @@ CATALOG = QueueCatalog(
             prefetch_multiplier=1,
             soft_time_limit=600,
             hard_time_limit=660,
+            max_wait_seconds=3600,
             autoscaling=Autoscaling(min_replicas=1, max_replicas=4, backlog_per_replica=100),
             description="Background batch work that may wait",
         ),
@@ -201,6 +211,7 @@ CATALOG = QueueCatalog(
             prefetch_multiplier=4,
             soft_time_limit=30,
             hard_time_limit=45,
+            max_wait_seconds=300,
             autoscaling=Autoscaling(min_replicas=1, max_replicas=20, backlog_per_replica=100),
             description="Outgoing email through SMTP",
         ),
@@ -213,6 +224,7 @@ CATALOG = QueueCatalog(
             prefetch_multiplier=1,
             soft_time_limit=300,
             hard_time_limit=360,
+            max_wait_seconds=900,
             autoscaling=Autoscaling(min_replicas=1, max_replicas=6, backlog_per_replica=10),
             description="Report files",
         ),
@@ -225,6 +237,7 @@ CATALOG = QueueCatalog(
             prefetch_multiplier=1,
             soft_time_limit=300,
             hard_time_limit=360,
+            max_wait_seconds=900,
             autoscaling=Autoscaling(min_replicas=1, max_replicas=8, backlog_per_replica=20),
             description="CPU-heavy aggregation",
         ),
@@ -238,6 +251,7 @@ CATALOG = QueueCatalog(
             prefetch_multiplier=1,
             soft_time_limit=1500,
             hard_time_limit=1800,
+            max_wait_seconds=3600,
             autoscaling=Autoscaling(min_replicas=1, max_replicas=4, backlog_per_replica=2),
             description="Large payloads, one at a time per worker",
         ),
