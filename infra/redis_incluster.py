@@ -12,6 +12,10 @@ from infra.labels import FLEET_POD_SELECTOR, app_labels, selector
 from infra.names import REDIS, REDIS_PASSWORD_KEY, REDIS_PORT, redis_host
 from infra.podspec import pod_security_context, resources, secret_env
 
+# Pause writes (pops and acks included) for longer than the sleep, so replies in flight
+# are flushed before redis-server gets SIGTERM.
+PRE_STOP_PAUSE_WRITES = ["sh", "-c", "redis-cli CLIENT PAUSE 10000 WRITE && sleep 2"]
+
 # The official image's `redis` user; its entrypoint skips the chown/gosu step as non-root.
 REDIS_UID = 999
 
@@ -128,6 +132,14 @@ class InClusterRedis(pulumi.ComponentResource):
                                     },
                                     "period_seconds": 5,
                                     "timeout_seconds": 3,
+                                },
+                                # A shutdown drops replies of the commands it interrupts: pause
+                                # writes first, so in-flight pops and acks finish and fewer
+                                # messages wait for the visibility-timeout restore.
+                                "lifecycle": {
+                                    "pre_stop": {
+                                        "exec_": {"command": PRE_STOP_PAUSE_WRITES},
+                                    },
                                 },
                                 "liveness_probe": {
                                     "tcp_socket": {"port": "redis"},

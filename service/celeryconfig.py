@@ -72,9 +72,11 @@ def build_config(settings: FleetSettings, catalog: QueueCatalog = CATALOG) -> di
         "task_annotations": {
             "service.tasks.analytics.aggregate_events": {"rate_limit": "50/s"},
         },
-        # Lets the exporter and DLQ see when a message was sent and its state.
         "task_send_sent_event": False,
-        "task_track_started": True,
+        # Off: the STARTED write happens before the task body, outside its error handling;
+        # a broker blip there makes Celery fail the task without running it and ACK the
+        # message (lost). Measured in fault test R2.
+        "task_track_started": False,
         "worker_send_task_events": True,
         # Keep Celery from hijacking the root logger; we configure JSON logs ourselves.
         "worker_hijack_root_logger": False,

@@ -101,6 +101,8 @@ class RedisServer:
         self.process = None
 
     def restart(self) -> None:
+        """A plain SIGTERM restart, without the preStop write pause the infra adds: the
+        transport's atomic pop-and-track must cover a pop whose reply the shutdown drops."""
         self.stop()
         self.start()
 

@@ -1,14 +1,24 @@
-"""kombu's Redis transport, hardened: an item in a queue's Redis list that is not a kombu
-message (not JSON, or JSON without the envelope fields) goes to the dead-letter queue.
+"""kombu's Redis transport, made lossless.
 
-Stock kombu calls `loads()` on the popped item and lets the error escape: the item is
-already gone from the list and not yet in the unacked hash, so it is lost, and the
-exception tears down the consumer. Registered for `redis://` and `rediss://` by
-`register()`, so URL handling (TLS, sentinel-free options) stays kombu's own."""
+Stock kombu consumes with BRPOP and records the message in its `unacked` hash in a second,
+separate write. A worker killed between the two (SIGKILL, OOM) or a Redis that persists the
+pop but drops the reply (a restart) loses the message for good; fault tests R1/R2 caught
+both. Here one Lua script pops the next message AND records it as unacked, atomically, so
+kombu's visibility-timeout restore always finds it. Lua cannot block, so an empty poll is
+followed by a short server-side wait (BLPOP on a key nobody writes) before the next poll.
+
+Also: bytes in a queue's list that are not a kombu message go to the dead-letter queue
+(stock kombu lets `loads()` fail, losing the item and tearing down the consumer); they are
+held in a quarantine hash by the same script until the DLQ has them.
+
+Registered for `redis://` and `rediss://` by `register()`, so URL handling stays kombu's."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import time
+import uuid
 from queue import Empty
 from typing import Any
 
@@ -18,6 +28,39 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
 logger = logging.getLogger(__name__)
+
+QUARANTINE_KEY = "fleet:quarantine"
+# Longest an idle worker waits before polling again (also the added latency when idle).
+IDLE_WAIT_SECONDS = 0.1
+
+# KEYS: the lists in priority order, then unacked hash, unacked index, quarantine hash.
+# ARGV: now (the same client clock kombu's own unacked index uses).
+# The unacked value is kombu's format, [message, exchange, routing_key], built by string
+# concatenation so the message bytes are stored exactly as they were (cjson re-encoding
+# would turn [] into {} and change numbers).
+_POP_AND_TRACK = """
+local n = #KEYS - 3
+for i = 1, n do
+  local item = redis.call('RPOP', KEYS[i])
+  if item then
+    local ok, msg = pcall(cjson.decode, item)
+    local props = ok and type(msg) == 'table' and msg['properties']
+    local tag = type(props) == 'table' and props['delivery_tag']
+    if type(tag) == 'string' then
+      local info = type(props['delivery_info']) == 'table' and props['delivery_info'] or {}
+      local ex = type(info['exchange']) == 'string' and info['exchange'] or ''
+      local rk = type(info['routing_key']) == 'string' and info['routing_key'] or ''
+      redis.call('HSET', KEYS[n + 1], tag,
+                 '[' .. item .. ',' .. cjson.encode(ex) .. ',' .. cjson.encode(rk) .. ']')
+      redis.call('ZADD', KEYS[n + 2], ARGV[1], tag)
+    else
+      redis.call('HSET', KEYS[n + 3], redis.sha1hex(item), item)
+    end
+    return {KEYS[i], item}
+  end
+end
+return false
+"""
 
 
 class MalformedEnvelope(ValueError):
@@ -32,7 +75,7 @@ def parse_envelope(item: bytes | str) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise MalformedEnvelope(f"envelope is a JSON {type(payload).__name__}, not an object")
     properties = payload.get("properties")
-    if not isinstance(properties, dict) or "delivery_tag" not in properties:
+    if not isinstance(properties, dict) or not isinstance(properties.get("delivery_tag"), str):
         raise MalformedEnvelope("envelope has no properties.delivery_tag")
     if not isinstance(properties.get("delivery_info", {}), dict):
         raise MalformedEnvelope("envelope properties.delivery_info is not an object")
@@ -41,18 +84,16 @@ def parse_envelope(item: bytes | str) -> dict[str, Any]:
     return payload
 
 
-def _dead_letter_raw(item: bytes, list_key: str, exc: BaseException) -> None:
+def _dead_letter_raw(client: Any, item: bytes, list_key: str, exc: BaseException) -> None:
+    """Move a quarantined item to the DLQ; it stays quarantined if that fails."""
     from service.dlq.capture import capture_raw
 
     try:
         capture_raw(item, list_key, exc)
     except Exception:
-        # Last resort: the DLQ is unreachable. Put the bytes back at the tail (consumed
-        # next) would spin; the head keeps FIFO order fair and the item is not lost.
-        logger.exception("dead-letter write failed for a malformed item; pushing it back")
-        from service.redis_client import broker_redis
-
-        broker_redis().lpush(list_key, item)
+        logger.exception("dead-letter write failed; the item stays in %s", QUARANTINE_KEY)
+        return
+    client.hdel(QUARANTINE_KEY, hashlib.sha1(item).hexdigest())
 
 
 # The kombu stubs omit the Redis channel's private helpers used below.
@@ -60,46 +101,80 @@ _RedisChannel: Any = kombu_redis.Channel
 
 
 class Channel(_RedisChannel):  # type: ignore[misc]
+    _fleet_idle = False
+    _fleet_pending: str | None = None
+
+    def _poll_keys(self, queues: list[str]) -> list[str]:
+        # kombu's BRPOP key order: every queue's most urgent list first.
+        keys = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
+        return [*keys, self.unacked_key, self.unacked_index_key, QUARANTINE_KEY]
+
+    def _brpop_start(self, timeout: float | None = None) -> None:
+        if self.global_keyprefix:
+            raise RuntimeError("celery-fleet's transport does not support global_keyprefix")
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        if not queues:
+            return
+        if self._fleet_idle:
+            wait = min(IDLE_WAIT_SECONDS, timeout or IDLE_WAIT_SECONDS)
+            args: list[Any] = ["BLPOP", f"fleet:idle:{uuid.uuid4().hex}", wait]
+            self._fleet_pending = "wait"
+        else:
+            keys = self._poll_keys(queues)
+            args = ["EVAL", _POP_AND_TRACK, len(keys), *keys, time.time()]
+            self._fleet_pending = "pop"
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = time.monotonic()
+        self.client.connection.send_command(*args)
+
     def _brpop_read(self, **options: Any) -> bool:
-        # Mirrors kombu 5.7 Channel._brpop_read; only the parse step differs.
         try:
             try:
-                dest__item = self.client.parse_response(self.client.connection, "BRPOP", **options)
+                reply = self.client.parse_response(self.client.connection, "EVAL", **options)
             except self.connection_errors:
                 self.client.connection.disconnect()
                 raise
-            if dest__item:
-                raw_dest, item = dest__item
-                dest = bytes_to_str(raw_dest).rsplit(self.sep, 1)[0]
-                self._queue_cycle.rotate(dest)
-                try:
-                    payload = parse_envelope(item)
-                except MalformedEnvelope as exc:
-                    _dead_letter_raw(item, bytes_to_str(raw_dest), exc)
-                    return True
-                self.connection._deliver(payload, dest)
-                return True
-            raise Empty()
+            if self._fleet_pending == "wait":
+                self._fleet_idle = False
+                raise Empty()
+            if not reply:
+                self._fleet_idle = True
+                raise Empty()
+            self._fleet_idle = False
+            raw_key, item = reply
+            self._hand_over(bytes_to_str(raw_key), item)
+            return True
         finally:
             self._in_poll = None
+            self._fleet_pending = None
             flush = getattr(self, "_flush_brpop_reauth", None)
             if flush is not None:
                 flush()
 
+    def _hand_over(self, list_key: str, item: bytes) -> None:
+        dest = list_key.rsplit(self.sep, 1)[0]
+        self._queue_cycle.rotate(dest)
+        try:
+            payload = parse_envelope(item)
+        except MalformedEnvelope as exc:
+            with self.conn_or_acquire() as client:
+                _dead_letter_raw(client, item, list_key, exc)
+            return
+        self.connection._deliver(payload, dest)
+
     def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
         with self.conn_or_acquire() as client:
-            for pri in self.priority_steps:
-                key = self._q_for_pri(queue, pri)
-                item = client.rpop(key)
-                if item:
-                    self._maybe_update_queues_expire(client, queue)
-                    try:
-                        return parse_envelope(item)
-                    except MalformedEnvelope as exc:
-                        _dead_letter_raw(item, key, exc)
-                        continue
-            self._maybe_update_queues_expire(client, queue)
-            raise Empty()
+            while True:
+                keys = self._poll_keys([queue])
+                reply = client.eval(_POP_AND_TRACK, len(keys), *keys, time.time())
+                self._maybe_update_queues_expire(client, queue)
+                if not reply:
+                    raise Empty()
+                list_key, item = bytes_to_str(reply[0]), reply[1]
+                try:
+                    return parse_envelope(item)
+                except MalformedEnvelope as exc:
+                    _dead_letter_raw(client, item, list_key, exc)
 
 
 class Transport(kombu_redis.Transport):

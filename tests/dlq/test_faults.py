@@ -30,6 +30,17 @@ def executed(client: redis.Redis, run: str) -> dict[str, int]:
     return {k.decode(): int(v) for k, v in client.hgetall(f"fleet:diag:runs:{run}").items()}
 
 
+def whereabouts(client: redis.Redis, run: str, total: int) -> str:
+    """Where the tasks that did not run are: for the failure message."""
+    missing = sorted(set(map(str, range(total))) - set(executed(client, run)), key=int)
+    waiting = {key.decode(): client.llen(key) for key in client.keys("default*")}
+    return (
+        f"missing {missing[:20]} ({len(missing)}); lists {waiting}; "
+        f"unacked {client.hlen('unacked')}; dlq {client.zcard('fleet:dlq:index')}; "
+        f"mutex ttl {client.ttl('unacked_mutex')}"
+    )
+
+
 def test_r1_sigkill_of_a_worker_loses_nothing(
     celery_app: Any, redis_client: redis.Redis, worker_factory: Any
 ) -> None:
@@ -44,12 +55,15 @@ def test_r1_sigkill_of_a_worker_loses_nothing(
     doomed.signal(signal.SIGKILL)
     killed_at = time.monotonic()
     # Then every task runs at least once, within the stated bound
-    wait_until(
-        lambda: len(executed(redis_client, "r1")) == 500,
-        RECOVERY_BOUND_S + 60,
-        interval=0.5,
-        message="all 500 executed",
-    )
+    try:
+        wait_until(
+            lambda: len(executed(redis_client, "r1")) == 500,
+            RECOVERY_BOUND_S + 60,
+            interval=0.5,
+            message="all 500 executed",
+        )
+    except AssertionError:
+        raise AssertionError(whereabouts(redis_client, "r1", 500)) from None
     assert time.monotonic() - killed_at < RECOVERY_BOUND_S + 30
     assert set(executed(redis_client, "r1")) == {str(i) for i in range(500)}
     wait_until(lambda: redis_client.hlen("unacked") == 0, 30, message="unacked drained")
@@ -73,12 +87,15 @@ def test_r2_redis_restart_loses_nothing(
     assert len(executed(client, "r2")) < 300, "the restart must happen mid-run"
     server.restart()
     # Then the workers reconnect and every task runs
-    wait_until(
-        lambda: len(executed(client, "r2")) == 300,
-        RECOVERY_BOUND_S + 60,
-        interval=0.5,
-        message="all 300 executed",
-    )
+    try:
+        wait_until(
+            lambda: len(executed(client, "r2")) == 300,
+            RECOVERY_BOUND_S + 60,
+            interval=0.5,
+            message="all 300 executed",
+        )
+    except AssertionError:
+        raise AssertionError(whereabouts(client, "r2", 300)) from None
     assert set(executed(client, "r2")) == {str(i) for i in range(300)}
 
 

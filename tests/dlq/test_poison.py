@@ -50,6 +50,7 @@ def test_each_poison_kind_is_dead_lettered_and_the_worker_keeps_going(
     got = {reason: n for (_, reason), n in dlq.stats().items()}
     assert got == expected
     assert redis_client.llen("default") == 0
+    assert redis_client.hlen("fleet:quarantine") == 0  # held only until the DLQ had them
     # And raw bodies are kept (bounded) for the operator
     entries = dlq.page(Filter(reason="malformed_body"))
     assert any("{not json" in (e["raw_body"] or "") for e in entries)

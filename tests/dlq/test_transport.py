@@ -1,0 +1,44 @@
+"""The transport's pop and its unacked record are one atomic step, so no kill or restart can
+leave a message popped but unrecorded."""
+
+from __future__ import annotations
+
+import json
+
+import redis
+from envelopes import call_body, envelope
+
+from service.dlq.transport import _POP_AND_TRACK, QUARANTINE_KEY
+
+KEYS = ["default", "default\x06\x163", "unacked", "unacked_index", QUARANTINE_KEY]
+
+
+def pop(client: redis.Redis) -> list[bytes] | None:
+    return client.eval(_POP_AND_TRACK, len(KEYS), *KEYS, 1_700_000_000.5)  # type: ignore[return-value]
+
+
+def test_pop_records_the_message_as_unacked_in_the_same_script(
+    redis_client: redis.Redis,
+) -> None:
+    # Given a message in the priority-3 sub-list
+    raw = envelope("service.tasks.diagnostics.noop", call_body([], {"a": []}), task_id="t1")
+    redis_client.lpush("default\x06\x163", raw)
+    tag = json.loads(raw)["properties"]["delivery_tag"]
+    # When it is popped
+    list_key, item = pop(redis_client) or [b"", b""]
+    # Then it came from its sub-list, byte for byte, and is already tracked as unacked
+    assert (list_key, item) == (b"default\x06\x163", raw)
+    stored = json.loads(redis_client.hget("unacked", tag))
+    assert json.dumps(stored[0]).encode() == json.dumps(json.loads(raw)).encode()
+    assert stored[1:] == ["", "default"]
+    assert redis_client.zscore("unacked_index", tag) == 1_700_000_000.5
+    # And an empty poll returns nothing and changes nothing
+    assert pop(redis_client) is None
+    assert redis_client.hlen("unacked") == 1
+
+
+def test_garbage_is_quarantined_not_lost(redis_client: redis.Redis) -> None:
+    redis_client.lpush("default", b"\xff not a message")
+    assert pop(redis_client) == [b"default", b"\xff not a message"]
+    assert redis_client.hvals(QUARANTINE_KEY) == [b"\xff not a message"]
+    assert redis_client.hlen("unacked") == 0
