@@ -54,7 +54,7 @@ for i = 1, n do
                  '[' .. item .. ',' .. cjson.encode(ex) .. ',' .. cjson.encode(rk) .. ']')
       redis.call('ZADD', KEYS[n + 2], ARGV[1], tag)
     else
-      redis.call('HSET', KEYS[n + 3], redis.sha1hex(item), item)
+      redis.call('HSET', KEYS[n + 3], KEYS[i] .. '|' .. redis.sha1hex(item), item)
     end
     return {KEYS[i], item}
   end
@@ -93,7 +93,22 @@ def _dead_letter_raw(client: Any, item: bytes, list_key: str, exc: BaseException
     except Exception:
         logger.exception("dead-letter write failed; the item stays in %s", QUARANTINE_KEY)
         return
-    client.hdel(QUARANTINE_KEY, hashlib.sha1(item).hexdigest())
+    client.hdel(QUARANTINE_KEY, quarantine_field(list_key, item))
+
+
+def quarantine_field(list_key: str, item: bytes) -> str:
+    return f"{list_key}|{hashlib.sha1(item).hexdigest()}"
+
+
+def drain_quarantine(client: Any) -> int:
+    """Dead-letter items a crashed worker left quarantined (between its pop and its DLQ
+    write). Called once per worker process, before its first poll."""
+    drained = 0
+    for field, item in client.hgetall(QUARANTINE_KEY).items():
+        list_key = bytes_to_str(field).rsplit("|", 1)[0]
+        _dead_letter_raw(client, item, list_key, MalformedEnvelope("left in quarantine"))
+        drained += 1
+    return drained
 
 
 # The kombu stubs omit the Redis channel's private helpers used below.
@@ -103,6 +118,7 @@ _RedisChannel: Any = kombu_redis.Channel
 class Channel(_RedisChannel):  # type: ignore[misc]
     _fleet_idle = False
     _fleet_pending: str | None = None
+    _quarantine_drained = False  # once per process, shared by every channel
 
     def _poll_keys(self, queues: list[str]) -> list[str]:
         # kombu's BRPOP key order: every queue's most urgent list first.
@@ -115,6 +131,10 @@ class Channel(_RedisChannel):  # type: ignore[misc]
         queues = self._queue_cycle.consume(len(self.active_queues))
         if not queues:
             return
+        if not Channel._quarantine_drained:
+            Channel._quarantine_drained = True
+            with self.conn_or_acquire() as client:
+                drain_quarantine(client)
         if self._fleet_idle:
             wait = min(IDLE_WAIT_SECONDS, timeout or IDLE_WAIT_SECONDS)
             args: list[Any] = ["BLPOP", f"fleet:idle:{uuid.uuid4().hex}", wait]

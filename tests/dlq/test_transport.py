@@ -4,10 +4,14 @@ leave a message popped but unrecorded."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import redis
 from envelopes import call_body, envelope
+from harness import wait_until
 
+from service.dlq.capture import store
+from service.dlq.store import Filter
 from service.dlq.transport import _POP_AND_TRACK, QUARANTINE_KEY
 
 KEYS = ["default", "default\x06\x163", "unacked", "unacked_index", QUARANTINE_KEY]
@@ -42,3 +46,17 @@ def test_garbage_is_quarantined_not_lost(redis_client: redis.Redis) -> None:
     assert pop(redis_client) == [b"default", b"\xff not a message"]
     assert redis_client.hvals(QUARANTINE_KEY) == [b"\xff not a message"]
     assert redis_client.hlen("unacked") == 0
+
+
+def test_a_worker_dead_letters_what_a_crashed_worker_left_quarantined(
+    redis_client: redis.Redis, worker_factory: Any
+) -> None:
+    # Given an item quarantined by a worker that died before its DLQ write
+    redis_client.lpush("default", b"left behind")
+    pop(redis_client)
+    assert redis_client.hlen(QUARANTINE_KEY) == 1
+    # When a worker starts, then it moves the item to the DLQ with its queue
+    worker_factory("default")
+    wait_until(lambda: store().count(Filter()) == 1, 20, message="drained")
+    assert redis_client.hlen(QUARANTINE_KEY) == 0
+    assert store().page(Filter(queue="default"))[0]["raw_body"] == "left behind"
