@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from typing import Any
+
+from envelopes import call_body
+from envelopes import envelope as raw_envelope
 
 from service.queue_stats import SENT_AT_HEADER
 
@@ -14,30 +16,7 @@ NOOP = "service.tasks.diagnostics.noop"
 
 def envelope(task_id: str, *args: Any) -> dict[str, Any]:
     """A kombu Redis envelope of a diagnostics.noop call, as the broker holds it."""
-    embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
-    body = json.dumps([list(args), {}, embed]).encode()
-    return {
-        "body": base64.b64encode(body).decode(),
-        "content-encoding": "utf-8",
-        "content-type": "application/json",
-        "headers": {
-            "lang": "py",
-            "task": NOOP,
-            "id": task_id,
-            "retries": 0,
-            "root_id": task_id,
-            "parent_id": None,
-            "group": None,
-        },
-        "properties": {
-            "correlation_id": task_id,
-            "delivery_mode": 2,
-            "delivery_info": {"exchange": "default", "routing_key": "default"},
-            "priority": 0,
-            "body_encoding": "base64",
-            "delivery_tag": f"tag-{task_id}",
-        },
-    }
+    return dict(json.loads(raw_envelope(NOOP, call_body(*args), task_id=task_id)))
 
 
 def dlq_item(i: int, queue: str = "default") -> tuple[dict[str, Any], dict[str, Any]]:

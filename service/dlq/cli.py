@@ -181,6 +181,25 @@ def _selected(
     return [(e["queue"], e["id"]) for e in store.iter_entries(flt)]
 
 
+def _matching(
+    store: DLQStore,
+    verb: str,
+    entry_ids: list[str] | None,
+    queue: str | None,
+    task: str | None,
+    reason: str | None,
+    since: str | None,
+    until: str | None,
+    everything: bool,
+) -> list[tuple[str, str]]:
+    """(queue, id) pairs a bulk command acts on; says so when there are none."""
+    flt = build_filter(queue, task, reason, since, until)
+    pairs = _selected(store, entry_ids or [], queue, flt, everything)
+    if not pairs:
+        console.print(f"nothing to {verb}: no entries match")
+    return pairs
+
+
 def _apply(
     pairs: Iterable[tuple[str, str]], total: int, label: str, operation: Any
 ) -> tuple[int, int]:
@@ -209,7 +228,6 @@ def replay(
     as_json: bool = JsonOpt,
 ) -> None:
     """Re-enqueue entries and remove them from the DLQ, each in one atomic step."""
-    flt = build_filter(queue, task, reason, since, until)
     destination = None
     if to_queue is not None:
         if to_queue not in CATALOG:
@@ -219,9 +237,8 @@ def replay(
     resumed = store.resume_claims()
     if resumed:
         console.print(f"finished {resumed} replays an earlier crash interrupted")
-    pairs = _selected(store, entry_ids or [], queue, flt, everything)
+    pairs = _matching(store, "replay", entry_ids, queue, task, reason, since, until, everything)
     if not pairs:
-        console.print("nothing to replay: no entries match")
         return
 
     def one(source: str, entry_id: str) -> bool:
@@ -248,11 +265,9 @@ def purge(
     as_json: bool = JsonOpt,
 ) -> None:
     """Delete entries for good (requires --yes)."""
-    flt = build_filter(queue, task, reason, since, until)
     store = _store()
-    pairs = _selected(store, entry_ids or [], queue, flt, everything)
+    pairs = _matching(store, "purge", entry_ids, queue, task, reason, since, until, everything)
     if not pairs:
-        console.print("nothing to purge: no entries match")
         return
     if not yes:
         raise _fail(f"purge would delete {len(pairs)} entries for good; add --yes to confirm")
