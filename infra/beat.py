@@ -4,12 +4,12 @@ would send every periodic task twice. No autoscaler, no PDB (one pod, nothing to
 from __future__ import annotations
 
 import pulumi
-import pulumi_kubernetes as k8s
 
+from infra.app_workload import single_replica_deployment
 from infra.config import FleetConfig, Resources
-from infra.labels import app_labels, selector
+from infra.labels import app_labels
 from infra.names import BEAT
-from infra.podspec import app_container, env, pod_spec, scratch
+from infra.podspec import app_container, env, scratch
 
 SCHEDULE_DIR = "/var/run/fleet-beat"
 SCHEDULE_FILE = f"{SCHEDULE_DIR}/celerybeat-schedule"
@@ -40,20 +40,17 @@ class Beat(pulumi.ComponentResource):
             extra_env=[env("FLEET_BEAT_SCHEDULE_FILE", SCHEDULE_FILE)],
             mounts=[state_mount, tmp_mount],
         )
-        deployment = k8s.apps.v1.Deployment(
+        deployment = single_replica_deployment(
             resource_name,
-            metadata={"name": BEAT, "namespace": namespace, "labels": labels},
-            spec={
-                "replicas": 1,
-                # Recreate: the old pod is gone before the new one starts, never two at once.
-                "strategy": {"type": "Recreate"},
-                "selector": {"match_labels": selector(labels)},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": pod_spec(cfg, [container], [state_vol, tmp_vol]),
-                },
-            },
-            opts=pulumi.ResourceOptions(parent=self),
+            cfg,
+            BEAT,
+            namespace,
+            labels,
+            container,
+            [state_vol, tmp_vol],
+            pulumi.ResourceOptions(parent=self),
+            # Recreate: the old pod is gone before the new one starts, never two at once.
+            strategy={"type": "Recreate"},
         )
         self.deployment_name = deployment.metadata.name
         self.register_outputs({"deployment_name": self.deployment_name})

@@ -4,12 +4,12 @@ lengths; its Service is what the ServiceMonitor and the autoscalers' metric depe
 from __future__ import annotations
 
 import pulumi
-import pulumi_kubernetes as k8s
 
+from infra.app_workload import named_port_service, single_replica_deployment
 from infra.config import FleetConfig, Resources
-from infra.labels import app_labels, selector
+from infra.labels import app_labels
 from infra.names import EXPORTER, EXPORTER_PORT
-from infra.podspec import app_container, pod_spec, scratch
+from infra.podspec import app_container, scratch
 
 EXPORTER_RESOURCES = Resources("50m", "96Mi", "192Mi")
 
@@ -50,27 +50,11 @@ class QueueExporter(pulumi.ComponentResource):
             "timeout_seconds": 10,
             "failure_threshold": 3,
         }
-        k8s.apps.v1.Deployment(
-            resource_name,
-            metadata={"name": EXPORTER, "namespace": namespace, "labels": self.labels},
-            spec={
-                "replicas": 1,
-                "selector": {"match_labels": selector(self.labels)},
-                "template": {
-                    "metadata": {"labels": self.labels},
-                    "spec": pod_spec(cfg, [container], [tmp_vol]),
-                },
-            },
-            opts=child,
+        single_replica_deployment(
+            resource_name, cfg, EXPORTER, namespace, self.labels, container, [tmp_vol], child
         )
-        service = k8s.core.v1.Service(
-            resource_name,
-            metadata={"name": EXPORTER, "namespace": namespace, "labels": self.labels},
-            spec={
-                "selector": selector(self.labels),
-                "ports": [{"name": "metrics", "port": EXPORTER_PORT, "target_port": "metrics"}],
-            },
-            opts=child,
+        service = named_port_service(
+            resource_name, EXPORTER, namespace, self.labels, "metrics", EXPORTER_PORT, child
         )
         self.service_name = service.metadata.name
         self.register_outputs({"service_name": self.service_name})

@@ -8,10 +8,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from infra.app_workload import named_port_service, single_replica_deployment
 from infra.config import FleetConfig, Resources
 from infra.labels import app_labels, selector
 from infra.names import FLOWER, FLOWER_AUTH_KEY, FLOWER_PORT, FLOWER_SECRET
-from infra.podspec import app_container, env, pod_spec, scratch, secret_env
+from infra.podspec import app_container, env, scratch, secret_env
 from infra.security import namespace_selector
 
 FLOWER_RESOURCES = Resources("100m", "192Mi", "384Mi")
@@ -72,27 +73,18 @@ class Flower(pulumi.ComponentResource):
             "period_seconds": 30,
             "timeout_seconds": 10,
         }
-        k8s.apps.v1.Deployment(
+        single_replica_deployment(
             resource_name,
-            metadata={"name": FLOWER, "namespace": namespace, "labels": self.labels},
-            spec={
-                "replicas": 1,
-                "selector": {"match_labels": selector(self.labels)},
-                "template": {
-                    "metadata": {"labels": self.labels},
-                    "spec": pod_spec(cfg, [container], [tmp_vol]),
-                },
-            },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[secret]),
+            cfg,
+            FLOWER,
+            namespace,
+            self.labels,
+            container,
+            [tmp_vol],
+            pulumi.ResourceOptions(parent=self, depends_on=[secret]),
         )
-        service = k8s.core.v1.Service(
-            resource_name,
-            metadata={"name": FLOWER, "namespace": namespace, "labels": self.labels},
-            spec={
-                "selector": selector(self.labels),
-                "ports": [{"name": "http", "port": FLOWER_PORT, "target_port": "http"}],
-            },
-            opts=child,
+        service = named_port_service(
+            resource_name, FLOWER, namespace, self.labels, "http", FLOWER_PORT, child
         )
         self.service_name = service.metadata.name
         k8s.networking.v1.NetworkPolicy(

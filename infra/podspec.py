@@ -25,12 +25,12 @@ VolumeMount = k8s.core.v1.VolumeMountArgsDict
 PodSpec = k8s.core.v1.PodSpecArgsDict
 
 
-def container_security_context() -> k8s.core.v1.SecurityContextArgsDict:
+def container_security_context(uid: int = APP_UID) -> k8s.core.v1.SecurityContextArgsDict:
     """Pod Security Standard `restricted`, plus a read-only root filesystem."""
     return {
         "run_as_non_root": True,
-        "run_as_user": APP_UID,
-        "run_as_group": APP_UID,
+        "run_as_user": uid,
+        "run_as_group": uid,
         "read_only_root_filesystem": True,
         "allow_privilege_escalation": False,
         "privileged": False,

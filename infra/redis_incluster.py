@@ -10,7 +10,12 @@ import pulumi_random as random
 from infra.config import InClusterRedisConfig
 from infra.labels import FLEET_POD_SELECTOR, app_labels, selector
 from infra.names import REDIS, REDIS_PASSWORD_KEY, REDIS_PORT, redis_host
-from infra.podspec import pod_security_context, resources, secret_env
+from infra.podspec import (
+    container_security_context,
+    pod_security_context,
+    resources,
+    secret_env,
+)
 
 # Pause writes (pops and acks included) for longer than the sleep, so replies in flight
 # are flushed before redis-server gets SIGTERM.
@@ -114,16 +119,7 @@ class InClusterRedis(pulumi.ComponentResource):
                                 "env": password_env,
                                 "ports": [{"name": "redis", "container_port": REDIS_PORT}],
                                 "resources": resources(cfg.resources),
-                                "security_context": {
-                                    "run_as_non_root": True,
-                                    "run_as_user": REDIS_UID,
-                                    "run_as_group": REDIS_UID,
-                                    "read_only_root_filesystem": True,
-                                    "allow_privilege_escalation": False,
-                                    "privileged": False,
-                                    "capabilities": {"drop": ["ALL"]},
-                                    "seccomp_profile": {"type": "RuntimeDefault"},
-                                },
+                                "security_context": container_security_context(REDIS_UID),
                                 "volume_mounts": [{"name": "data", "mount_path": "/data"}],
                                 # Ready only once the AOF is loaded (PING answers LOADING before).
                                 "readiness_probe": {
