@@ -49,8 +49,8 @@ def _file_pid(path: str) -> tuple[str, int | None]:
 
 def compact(directory: Path, alive: Callable[[int], bool] = pid_alive) -> int:
     """Fold dead processes' counters and histograms into the archives; drop their live
-    gauges. Returns how many files were removed. Values are preserved exactly: sums of
-    counters and histogram buckets are additive."""
+    gauges. Returns how many files were removed. Counts and bucket counts are preserved
+    exactly (they are additive); float `_sum` values may differ in the last bits."""
     archives: dict[str, MmapedDict] = {}
     removed = 0
     try:

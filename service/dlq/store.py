@@ -286,6 +286,8 @@ class DLQStore:
         low = "-inf" if flt.since_ms is None else str(flt.since_ms)
         skipped = yielded = 0
         cursor = 0
+        if limit is not None:
+            batch = min(batch, offset + limit)  # a first page of 50 reads 50, not 500
         while limit is None or yielded < limit:
             members = self.client.zrevrangebyscore(key, high, low, start=cursor, num=batch)
             if not members:

@@ -30,6 +30,7 @@ def spec(**overrides: object) -> QueueSpec:
         ({"soft_time_limit": 0}, "soft_time_limit"),
         ({"concurrency": 0}, "concurrency"),
         ({"task_patterns": ("bad pattern!",)}, "task pattern"),
+        ({"max_wait_seconds": 0}, "max_wait_seconds"),
     ],
 )
 def test_bad_queue_is_rejected(overrides: dict[str, object], message: str) -> None:
