@@ -4,34 +4,16 @@ task_id, task_name, queue, retries and worker. Secrets are masked before formatt
 from __future__ import annotations
 
 import logging
-import re
 import socket
 import sys
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
-from service.redaction import redact
+from service.redaction import mask_credentials, mask_sensitive_repr, redact
 from service.settings import FleetSettings
 
-# user:password@ or :password@ in any URL-looking text (broker URLs in error messages).
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<userinfo>[^@/\s]*)@", re.I)
 _TASK_FIELDS = ("task_id", "task_name", "queue", "retries")
-
-
-def mask_credentials(text: str) -> str:
-    return _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}***@", text)
-
-
-def mask_sensitive_repr(text: str, sensitive_keys: tuple[str, ...]) -> str:
-    """Masks `'password': 'x'` pairs inside reprs (Celery logs kwargs as a repr string)."""
-    if not sensitive_keys:
-        return text
-    words = "|".join(re.escape(k) for k in sensitive_keys)
-    pattern = re.compile(
-        rf"(?P<key>(['\"])[^'\"]*(?:{words})[^'\"]*\2\s*:\s*)(?P<q>['\"]).*?(?P=q)", re.I
-    )
-    return pattern.sub(lambda m: f"{m['key']}'***'", text)
 
 
 class TaskContextFilter(logging.Filter):

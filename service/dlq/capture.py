@@ -4,6 +4,7 @@ process) or raw bytes the transport could not parse, and writes them synchronous
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import socket
 import time
@@ -15,7 +16,7 @@ from service.dlq.reasons import Reason
 from service.dlq.store import DLQStore
 from service.metrics import task_metrics
 from service.queues import CATALOG
-from service.redaction import redact
+from service.redaction import mask_credentials, mask_sensitive_repr, redact
 from service.redis_client import dlq_redis
 from service.settings import get_settings
 
@@ -77,7 +78,7 @@ def _base_entry(
     tb = ""
     if exc is not None:
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        tb = tb[-settings.dlq_traceback_chars :]
+        tb = mask_credentials(tb)[-settings.dlq_traceback_chars :]
     return {
         "id": entry_id,
         "task_id": task_id,
@@ -85,7 +86,9 @@ def _base_entry(
         "queue": queue,
         "reason": str(reason),
         "exception_type": type(exc).__name__ if exc is not None else None,
-        "exception_message": str(redact_text(str(exc))) if exc is not None else None,
+        "exception_message": _clip_and_mask(str(exc), settings.sensitive_keys)
+        if exc is not None
+        else None,
         "traceback": tb,
         "retries": 0,
         "first_failure_at": now,
@@ -98,9 +101,10 @@ def _base_entry(
     }
 
 
-def redact_text(text: str) -> str:
-    # Exception messages are free text; cap them so one huge message cannot bloat the DLQ.
-    return text[:2000]
+def _clip_and_mask(text: str, sensitive_keys: tuple[str, ...]) -> str:
+    # Exception messages are free text: mask credentials, and cap them so one huge message
+    # cannot bloat the DLQ.
+    return mask_credentials(mask_sensitive_repr(text, sensitive_keys))[:2000]
 
 
 def task_envelope(
@@ -191,8 +195,6 @@ def capture_raw(item: bytes, list_key: str, exc: BaseException) -> None:
     queue = list_key.split(settings.priority_sep, 1)[0]
     if queue not in CATALOG:
         queue = CATALOG.default_queue
-    import hashlib
-
     entry_id = "raw-" + hashlib.sha256(item).hexdigest()[:32]
     now = time.time()
     entry = _base_entry(entry_id, None, "(unparsed)", queue, Reason.MALFORMED_ENVELOPE, exc, now)

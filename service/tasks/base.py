@@ -57,8 +57,11 @@ class FleetTask(Task[Any, Any]):
             raise
 
     def _signature_problem(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+        signature = self.__dict__.get("_run_signature")
+        if signature is None:  # once per task object: this runs before every call
+            signature = self.__dict__["_run_signature"] = inspect.signature(self.run)
         try:
-            inspect.signature(self.run).bind(*args, **kwargs)
+            signature.bind(*args, **kwargs)
         except TypeError as exc:
             return f"{self.name}: arguments do not fit the signature: {exc}"
         return None
