@@ -37,16 +37,19 @@ def store() -> DLQStore:
     )
 
 
+# (exchange, routing key) -> queue: the catalog's bindings, and the anonymous exchange ("")
+# with the queue name as routing key, which is how the router's {"queue": name} publishes.
+_QUEUE_BY_BINDING = {
+    **{(spec.exchange, spec.routing_key): spec.name for spec in CATALOG},
+    **{("", spec.name): spec.name for spec in CATALOG},
+}
+
+
 def queue_for_delivery(delivery_info: dict[str, Any] | None) -> str:
-    """The catalog queue a message was consumed from, from its exchange + routing key."""
+    """The catalog queue a message was consumed from (called for every task's metrics)."""
     info = delivery_info or {}
-    exchange, routing_key = info.get("exchange") or "", info.get("routing_key") or ""
-    for spec in CATALOG:
-        if (spec.exchange, spec.routing_key) == (exchange, routing_key):
-            return spec.name
-        if not exchange and routing_key == spec.name:
-            return spec.name
-    return CATALOG.default_queue
+    binding = (info.get("exchange") or "", info.get("routing_key") or "")
+    return _QUEUE_BY_BINDING.get(binding, CATALOG.default_queue)
 
 
 def note_retry(task_id: str) -> None:

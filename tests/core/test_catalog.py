@@ -94,3 +94,19 @@ def test_priority_list_key(priority: int, sep: str, expected: str) -> None:
 def test_priority_list_keys_most_urgent_first() -> None:
     assert priority_list_keys("q", (9, 0, 3), ":") == ["q", "q:3", "q:9"]
     assert dlq_entries_key("email") == "fleet:dlq:email:entries"
+
+
+@pytest.mark.parametrize(
+    ("delivery_info", "queue"),
+    [
+        ({"exchange": "", "routing_key": "email"}, "email"),
+        ({"exchange": "priority", "routing_key": "high"}, "high_priority"),
+        ({"exchange": "priority", "routing_key": "low"}, "low_priority"),
+        ({"exchange": "", "routing_key": "high"}, "default"),
+        (None, "default"),
+    ],
+)
+def test_queue_for_delivery(delivery_info: dict[str, str] | None, queue: str) -> None:
+    from service.dlq.capture import queue_for_delivery
+
+    assert queue_for_delivery(delivery_info) == queue
