@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 APT_PACKAGES := redis-server prometheus
 
-.PHONY: all setup system-deps lint typecheck rules generate check-generated test bench worker clean
+.PHONY: all setup system-deps lint typecheck rules generate check-generated test bench worker dev clean
 
 all: lint typecheck test
 
@@ -60,6 +60,10 @@ bench: setup
 
 worker: setup
 	$(BIN)/fleet worker -Q $(or $(QUEUES),default)
+
+# The whole stack locally with a demo workload; Ctrl-C stops it.
+dev: setup
+	$(BIN)/fleet dev
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

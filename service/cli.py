@@ -222,6 +222,38 @@ def queues(
     console.print(table)
 
 
+@cli.command()
+def dev(
+    duration: float | None = typer.Option(
+        None, min=1, help="Stop after this many seconds (default: run until Ctrl-C)."
+    ),
+    demo: bool = typer.Option(True, "--demo/--no-demo", help="Send a demo workload."),
+    redis_port: int = typer.Option(6379, help="Port for a Redis started when none answers."),
+    worker_metrics_port: int = typer.Option(9808, help="Worker /metrics port."),
+    exporter_port: int = typer.Option(9809, help="Queue exporter port."),
+    flower_port: int = typer.Option(5555, help="Flower port."),
+    prometheus_port: int = typer.Option(9090, help="Prometheus port (if installed)."),
+) -> None:
+    """Run the whole stack locally: Redis, a worker for every queue, beat, exporter, Flower,
+    Prometheus with the alert rules, and a demo workload."""
+    from service.dev import Ports, run
+
+    settings = settings_or_exit()
+    ports = Ports(redis_port, worker_metrics_port, exporter_port, flower_port, prometheus_port)
+
+    def report(urls: dict[str, str], home: object) -> None:
+        table = Table(title="celery-fleet dev stack (Ctrl-C stops it)")
+        table.add_column("what")
+        table.add_column("where")
+        for name, url in urls.items():
+            table.add_row(name, url)
+        table.add_row("logs", str(home))
+        console.print(table)
+        console.print("dashboards: import dashboards/*.json into a Grafana pointed at Prometheus")
+
+    raise typer.Exit(run(settings, ports, duration, demo, report))
+
+
 def _register_subcommands() -> None:
     from service.dlq.cli import dlq_cli
 
