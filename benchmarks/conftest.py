@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
 # tests/ is on sys.path through pyproject's `pythonpath`: reuse its redis-server wrapper.
-from harness import IN_CI, RedisServer, free_port
+from harness import discard_redis, need_redis, start_session_redis
 
 _SESSION: dict[str, Any] = {}
 
@@ -27,8 +25,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # Nothing listens on port 1: without our own server, nothing can reach a shared Redis.
     url = "redis://127.0.0.1:1/0"
     if shutil.which("redis-server"):
-        data_dir = Path(tempfile.mkdtemp(prefix="fleet-bench-redis-"))
-        server = RedisServer(free_port(), data_dir).start()
+        server = start_session_redis("fleet-bench-redis-")
         _SESSION["server"] = server
         url = server.url
     os.environ["CELERY_BROKER_URL"] = url
@@ -38,17 +35,13 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     server = _SESSION.pop("server", None)
     if server is not None:
-        server.stop()
-        shutil.rmtree(server.data_dir, ignore_errors=True)
+        discard_redis(server)
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     server = _SESSION.get("server")
-    if server is None:
-        if IN_CI:
-            pytest.fail("redis-server is not installed (CI must provide it: make setup)")
-        pytest.skip("redis-server not installed")
+    need_redis(server is not None, "redis-server is not installed")
     return str(server.url)
 
 

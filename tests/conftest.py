@@ -11,14 +11,23 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from harness import IN_CI, REPO, RedisServer, Worker, free_port, require_binary, wait_until
+from harness import (
+    REPO,
+    RedisServer,
+    Worker,
+    discard_redis,
+    free_port,
+    need_redis,
+    require_binary,
+    start_session_redis,
+    wait_until,
+)
 
 _SESSION: dict[str, Any] = {}
 
@@ -27,8 +36,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("FLEET_LOG_FORMAT", "json")
     url = os.environ.get("REDIS_URL")
     if url is None and shutil.which("redis-server"):
-        data_dir = Path(tempfile.mkdtemp(prefix="fleet-redis-"))
-        server = RedisServer(free_port(), data_dir).start()
+        server = start_session_redis("fleet-redis-")
         _SESSION["server"] = server
         url = server.url
     if url is None:
@@ -60,17 +68,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         container.stop()
     server = _SESSION.get("server")
     if server is not None:
-        server.stop()
-        shutil.rmtree(server.data_dir, ignore_errors=True)
+        discard_redis(server)
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     url = _SESSION.get("url")
-    if url is None:
-        if IN_CI:
-            pytest.fail("redis-server is not installed and REDIS_URL is unset (CI must fail)")
-        pytest.skip("no redis-server and no REDIS_URL")
+    need_redis(url is not None, "redis-server is not installed and REDIS_URL is unset")
     return str(url)
 
 

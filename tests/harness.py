@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -147,3 +148,21 @@ class Worker:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout)
         self.kill_tree()
+
+
+def start_session_redis(prefix: str) -> RedisServer:
+    """A private redis-server in a fresh temp dir on a free port (never the machine's)."""
+    return RedisServer(free_port(), Path(tempfile.mkdtemp(prefix=prefix))).start()
+
+
+def discard_redis(server: RedisServer) -> None:
+    server.stop()
+    shutil.rmtree(server.data_dir, ignore_errors=True)
+
+
+def need_redis(available: bool, what: str) -> None:
+    """Skip without Redis locally; fail in CI, where a skip would hide a missing install."""
+    if not available:
+        if IN_CI:
+            pytest.fail(f"{what} (CI must provide it: make setup)")
+        pytest.skip(what)
