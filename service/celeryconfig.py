@@ -46,7 +46,7 @@ def build_config(settings: FleetSettings, catalog: QueueCatalog = CATALOG) -> di
         # A child killed mid-task (OOM, hard limit) re-queues the message rather than acking.
         "task_reject_on_worker_lost": True,
         # One reserved message per process by default: fair dispatch for long tasks;
-        # per-queue values are applied when a worker starts (see service.workerconf).
+        # per-queue values are applied when a worker starts (service.worker_hooks).
         "worker_prefetch_multiplier": 1,
         # Recycle children to bound leaks in long-lived processes.
         "worker_max_tasks_per_child": settings.max_tasks_per_child,
@@ -77,9 +77,13 @@ def build_config(settings: FleetSettings, catalog: QueueCatalog = CATALOG) -> di
         # a broker blip there makes Celery fail the task without running it and ACK the
         # message (lost). Measured in fault test R2.
         "task_track_started": False,
+        # Flower builds its task views from these events.
         "worker_send_task_events": True,
         # Keep Celery from hijacking the root logger; we configure JSON logs ourselves.
         "worker_hijack_root_logger": False,
+        # Let running tasks finish through a broker blip rather than killing them half-way;
+        # their acks cannot reach the new connection, so the copy kombu restores after the
+        # visibility timeout runs again: tasks must be idempotent either way.
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "timezone": "UTC",
         "enable_utc": True,
