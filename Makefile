@@ -31,8 +31,10 @@ $(STAMP): pyproject.toml requirements.lock
 
 setup: system-deps $(STAMP)
 
+# requirements.lock: everything (dev, infra); requirements-runtime.lock: the image's.
 lock:
 	$(BIN)/uv pip compile pyproject.toml --all-extras --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 -o requirements-runtime.lock
 
 lint: $(STAMP)
 	$(BIN)/ruff check service infra dashboards policy tests benchmarks
