@@ -234,8 +234,10 @@ def dev(
     flower_port: int = typer.Option(5555, help="Flower port."),
     prometheus_port: int = typer.Option(9090, help="Prometheus port (if installed)."),
 ) -> None:
-    """Run the whole stack locally: Redis, a worker for every queue, beat, exporter, Flower,
-    Prometheus with the alert rules, and a demo workload."""
+    """Run the whole stack locally with a demo workload.
+
+    Redis (started when none answers), a worker for every queue, beat, the exporter, Flower
+    and, when installed, Prometheus with the alert rules."""
     from service.dev import Ports, run
 
     settings = settings_or_exit()
