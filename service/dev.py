@@ -235,15 +235,18 @@ def run(
 ) -> int:
     home = Path(tempfile.mkdtemp(prefix="fleet-dev-"))
     stack = DevStack(settings, ports, home)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop = threading.Event()  # for the demo thread; set only outside the signal handler
+    # A plain flag: Event.set() inside a handler can deadlock against Event.wait().
+    terminated: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _: terminated.append(signum))
     try:
         start(stack)
         report(stack.urls, home)
         if demo:
             threading.Thread(target=demo_workload, args=(stop,), daemon=True).start()
         deadline = None if duration is None else time.monotonic() + duration
-        while not stop.wait(0.5):
+        while not terminated:
+            time.sleep(0.5)
             if stack.dead():
                 print(
                     f"stopped early: {', '.join(stack.dead())} exited (logs in {home})",

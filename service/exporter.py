@@ -8,6 +8,7 @@ import logging
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterable
 from functools import partial
 from socketserver import ThreadingMixIn
@@ -136,11 +137,12 @@ def serve(port: int, address: str = "0.0.0.0", timeout: float = REDIS_TIMEOUT_SE
     except OSError as exc:
         raise FleetError(f"exporter cannot listen on {address}:{port}: {exc.strerror}") from None
 
-    stop = threading.Event()
+    # A plain flag: a signal handler must not take locks (Event.set() from a handler can
+    # deadlock against Event.wait() in the same thread) nor log (reentrant stream writes).
+    received: list[int] = []
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        logger.info("exporter stopping on %s", signal.Signals(signum).name)
-        stop.set()
+        received.append(signum)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     thread = threading.Thread(target=server.serve_forever, name="exporter-http", daemon=True)
@@ -152,8 +154,9 @@ def serve(port: int, address: str = "0.0.0.0", timeout: float = REDIS_TIMEOUT_SE
         len(CATALOG),
     )
     try:
-        while not stop.wait(1.0):
-            pass
+        while not received:
+            time.sleep(0.2)
+        logger.info("exporter stopping on %s", signal.Signals(received[0]).name)
     finally:
         server.shutdown()
         server.server_close()
