@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as dash
-from grafana_foundation_sdk.models.dashboard import DashboardCursorSync, DashboardLinkType
+from grafana_foundation_sdk.models.dashboard import DashboardLinkType
 
 from dashboards import OVERVIEW_UID, QUEUE_UID
-from dashboards.panels import Query, datasource_variable, graph, row, single_stat
+from dashboards.panels import Query, base_dashboard, graph, row, single_stat
 from dashboards.promql import exporter_gauge, kube_by_queue, quantile, rate_sum, ratio
 
 TITLE = "Celery fleet: overview"
@@ -16,14 +16,7 @@ QUANTILES = (0.5, 0.95, 0.99)
 
 def build() -> dash.Dashboard:
     return (
-        dash.Dashboard(TITLE)
-        .uid(OVERVIEW_UID)
-        .tags(["celery", "celery-fleet"])
-        .time("now-3h", "now")
-        .refresh("30s")
-        .timezone("browser")
-        .tooltip(DashboardCursorSync.CROSSHAIR)
-        .with_variable(datasource_variable())
+        base_dashboard(TITLE, OVERVIEW_UID)
         .link(
             dash.DashboardLink("Queue drill-down")
             .type(DashboardLinkType.LINK)

@@ -13,7 +13,11 @@ from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.builders import prometheus, stat, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
-from grafana_foundation_sdk.models.dashboard import DataSourceRef, VariableOption
+from grafana_foundation_sdk.models.dashboard import (
+    DashboardCursorSync,
+    DataSourceRef,
+    VariableOption,
+)
 
 DATASOURCE_VAR = "datasource"
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${" + DATASOURCE_VAR + "}")
@@ -107,6 +111,21 @@ def datasource_variable() -> dash.DatasourceVariable:
         .label("Data source")
         .type("prometheus")
         .current(selected_option("${" + DS_INPUT + "}"))
+    )
+
+
+def base_dashboard(title: str, uid: str) -> dash.Dashboard:
+    """What every fleet dashboard shares: tags, time range, refresh, cursor sync and the
+    datasource variable its panels query through."""
+    return (
+        dash.Dashboard(title)
+        .uid(uid)
+        .tags(["celery", "celery-fleet"])
+        .time("now-3h", "now")
+        .refresh("30s")
+        .timezone("browser")
+        .tooltip(DashboardCursorSync.CROSSHAIR)
+        .with_variable(datasource_variable())
     )
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as dash
 from grafana_foundation_sdk.models.dashboard import (
-    DashboardCursorSync,
     DashboardLinkType,
     VariableOption,
 )
@@ -12,7 +11,7 @@ from grafana_foundation_sdk.models.dashboard import (
 from dashboards import OVERVIEW_UID, QUEUE_UID
 from dashboards.panels import (
     Query,
-    datasource_variable,
+    base_dashboard,
     graph,
     row,
     selected_option,
@@ -54,14 +53,7 @@ def _hpa(metric: str) -> str:
 
 def build() -> dash.Dashboard:
     return (
-        dash.Dashboard(TITLE)
-        .uid(QUEUE_UID)
-        .tags(["celery", "celery-fleet"])
-        .time("now-3h", "now")
-        .refresh("30s")
-        .timezone("browser")
-        .tooltip(DashboardCursorSync.CROSSHAIR)
-        .with_variable(datasource_variable())
+        base_dashboard(TITLE, QUEUE_UID)
         .with_variable(queue_variable())
         .link(
             dash.DashboardLink("Fleet overview")
