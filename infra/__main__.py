@@ -60,6 +60,8 @@ if cfg.features.monitoring:
     )
 
 pulumi.export("namespace", ns.name)
+# What runs now (CI passes repo@sha256:...): previews and drift checks reuse it.
+pulumi.export("image", cfg.image)
 pulumi.export("redis_mode", cfg.redis.mode)
 pulumi.export("redis_host", redis.host)
 pulumi.export("broker_url", redis.broker_url)

@@ -14,7 +14,9 @@ MEMORY = re.compile(r"^([1-9][0-9]*)(Mi|Gi)$")
 CPU = re.compile(r"^([1-9][0-9]*m|[0-9]+(\.[0-9]+)?)$")
 STORAGE = re.compile(r"^[1-9][0-9]*(Mi|Gi|Ti)$")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-IMAGE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._/:@-]*$")
+# `repo[:tag]` or `repo[:tag]@sha256:<64 hex>`; CI deploys by digest, so a truncated or
+# empty digest (`repo@`) must fail at preview, not as an ImagePullBackOff.
+IMAGE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._/:-]*(@sha256:[0-9a-f]{64})?$")
 
 
 class InfraConfigError(FleetError):

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from infra_harness import run_stack
+from infra_manifests import manifests, pod_spec
 
 from infra.config import GRACE_MARGIN_SECONDS, parse_config
 from infra.config_reader import InfraConfigError
@@ -127,3 +128,45 @@ def test_secrets_set_with_secret_reach_only_secret_objects() -> None:
     env = workers[0]["inputs"]["spec"]["template"]["spec"]["containers"][0]["env"]
     ref = {"secretKeyRef": {"name": "celery-fleet-app", "key": "smtp-password"}}
     assert {"name": "FLEET_SMTP_PASSWORD", "valueFrom": ref} in env
+
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+ECR = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/celery-fleet"
+
+
+@pytest.mark.parametrize("image", [f"{ECR}@{DIGEST}", f"{ECR}:0a1b2c3@{DIGEST}", f"{ECR}:1.2"])
+def test_image_by_tag_or_by_digest_is_accepted(image: str) -> None:
+    assert parse_config(with_(image=image), "dev").image == image
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        f"{ECR}@",  # CI's digest output was empty
+        f"{ECR}@sha256:0123abc",  # truncated
+        f"{ECR}@sha512:{'0' * 64}",
+        f"{ECR}@{DIGEST.upper()}",
+        f"{ECR}@{DIGEST}@{DIGEST}",
+    ],
+)
+def test_a_malformed_digest_reference_is_refused_naming_the_key(image: str) -> None:
+    with pytest.raises(InfraConfigError, match="celery-fleet:image"):
+        parse_config(with_(image=image), "dev")
+
+
+def test_the_digest_ci_passes_reaches_every_fleet_pod_and_the_image_export() -> None:
+    # Given the config deploy.yml sets (`celery-fleet:image` = repo@sha256:...)
+    image = f"{ECR}@{DIGEST}"
+    proc = run_stack("dev", "--set", f"image={json.dumps(image)}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(proc.stdout)
+    # Then every container that runs `fleet` uses exactly that reference, and it is exported
+    fleet_images = {
+        c["image"]
+        for m in manifests(data["resources"])
+        if m["kind"] in ("Deployment", "StatefulSet")
+        for c in pod_spec(m)["containers"]
+        if c.get("command") == ["fleet"]
+    }
+    assert fleet_images == {image}
+    assert data["exports"]["image"] == {"value": image, "secret": False}
