@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 APT_PACKAGES := redis-server prometheus
 
-.PHONY: all setup system-deps lint typecheck rules generate check-generated test bench worker dev clean
+.PHONY: all setup venv system-deps lint lint-ci typecheck rules generate check-generated test bench worker dev clean
 
 all: lint typecheck test
 
@@ -31,6 +31,9 @@ $(STAMP): pyproject.toml requirements.lock
 
 setup: system-deps $(STAMP)
 
+# The venv alone: CI jobs that only run Pulumi need no redis-server or prometheus.
+venv: $(STAMP)
+
 # requirements.lock: everything (dev, infra); requirements-runtime.lock: the image's.
 lock:
 	$(BIN)/uv pip compile pyproject.toml --all-extras --python-version 3.11 -o requirements.lock
@@ -39,9 +42,19 @@ lock:
 lint: $(STAMP)
 	$(BIN)/ruff check service infra dashboards policy tests benchmarks
 	$(BIN)/ruff format --check service infra dashboards policy tests benchmarks
+	$(MAKE) --no-print-directory lint-ci
+
+# CI definitions and the Dockerfile, offline: vendored schemas, zizmor without its online audits.
+lint-ci: $(STAMP)
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(BIN)/check-jsonschema --builtin-schema custom.github-workflows-require-timeout .github/workflows/*.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-actions .github/actions/*/action.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
+	$(BIN)/zizmor --offline --no-progress --color=never .
+	$(BIN)/hadolint Dockerfile
 
 typecheck: $(STAMP)
-	$(BIN)/mypy service infra policy tests/infra
+	$(BIN)/mypy service infra policy tests/infra tests/ci
 
 rules: setup
 	promtool check rules alerts/*.yaml

@@ -1,0 +1,129 @@
+"""The repo's GitHub Actions definitions read into plain data, with the small lookups the
+rules share (steps of a job, pulumi/actions steps, the stacks a step runs on)."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = ROOT / ".github" / "workflows"
+ACTIONS = ROOT / ".github" / "actions"
+STACK_ACCESS = "$/.github/actions/stack-access"
+PULUMI_ACTION = "pulumi/actions"
+
+Job = dict[str, Any]
+Step = dict[str, Any]
+
+
+@dataclass
+class CI:
+    workflows: dict[str, dict[Any, Any]]  # "preview" -> parsed preview.yml (`on` reads as True)
+    actions: dict[str, dict[str, Any]]  # "stack-access" -> parsed action.yml
+    texts: dict[str, str]  # path relative to the repo -> raw text (comments kept)
+    stacks: set[str]  # from Pulumi.<stack>.yaml
+    pulumi_version_file: str  # contents of .pulumi-version
+    locked: dict[str, str] = field(default_factory=dict)  # requirements.lock name -> version
+
+    def copy(self) -> CI:
+        return copy.deepcopy(self)
+
+
+def load(root: Path = ROOT) -> CI:
+    workflows: dict[str, dict[Any, Any]] = {}
+    actions: dict[str, dict[str, Any]] = {}
+    texts: dict[str, str] = {}
+    for path in sorted((root / ".github" / "workflows").glob("*.yml")):
+        texts[str(path.relative_to(root))] = path.read_text()
+        workflows[path.stem] = yaml.safe_load(path.read_text())
+    for path in sorted((root / ".github" / "actions").glob("*/action.yml")):
+        texts[str(path.relative_to(root))] = path.read_text()
+        actions[path.parent.name] = yaml.safe_load(path.read_text())
+    lock = (root / "requirements.lock").read_text()
+    locked = {m[1]: m[2] for m in re.finditer(r"^([A-Za-z0-9_.-]+)==(\S+)", lock, re.M)}
+    version_file = root / ".pulumi-version"
+    return CI(
+        workflows=workflows,
+        actions=actions,
+        texts=texts,
+        stacks={p.name.split(".")[1] for p in root.glob("Pulumi.*.yaml")},
+        pulumi_version_file=version_file.read_text() if version_file.exists() else "",
+        locked=locked,
+    )
+
+
+def triggers(workflow: dict[Any, Any]) -> dict[str, Any]:
+    """The `on:` mapping (PyYAML reads the bare key `on` as the boolean True)."""
+    on = workflow.get("on", workflow.get(True))
+    if isinstance(on, str):
+        return {on: None}
+    if isinstance(on, list):
+        return dict.fromkeys(on)
+    return dict(on or {})
+
+
+def jobs(workflow: dict[Any, Any]) -> dict[str, Job]:
+    return dict(workflow.get("jobs") or {})
+
+
+def steps(job: Job) -> list[Step]:
+    return list(job.get("steps") or [])
+
+
+def action_of(step: Step) -> str:
+    """`owner/repo` of a step's `uses:` (without the ref), or "" for a `run:` step."""
+    uses = str(step.get("uses", ""))
+    return uses.split("@", 1)[0]
+
+
+def inputs(step: Step) -> dict[str, Any]:
+    return dict(step.get("with") or {})
+
+
+def pulumi_steps(job: Job) -> list[Step]:
+    return [s for s in steps(job) if action_of(s) == PULUMI_ACTION]
+
+
+def all_jobs(ci: CI) -> Iterator[tuple[str, str, Job]]:
+    for wf_name, wf in ci.workflows.items():
+        for job_name, job in jobs(wf).items():
+            yield wf_name, job_name, job
+
+
+def all_steps(ci: CI) -> Iterator[tuple[str, Step]]:
+    """Every step of every workflow job and composite action, with where it is."""
+    for wf_name, job_name, job in all_jobs(ci):
+        for step in steps(job):
+            yield f"{wf_name}.{job_name}", step
+    for name, action in ci.actions.items():
+        for step in (action.get("runs") or {}).get("steps") or []:
+            yield f"action {name}", step
+
+
+def stacks_of(job: Job, step: Step) -> set[str]:
+    """The stacks a pulumi/actions step runs on: its stack-name, matrix expanded."""
+    name = str(inputs(step).get("stack-name", ""))
+    if re.fullmatch(r"\$\{\{\s*matrix\.stack\s*\}\}", name):
+        matrix = (job.get("strategy") or {}).get("matrix") or {}
+        return {str(s) for s in matrix.get("stack") or []}
+    return {name} if name else set()
+
+
+def permissions(node: dict[Any, Any]) -> dict[str, str] | None:
+    """A workflow's or job's `permissions:` as a dict; None when it is not set at all."""
+    if "permissions" not in node:
+        return None
+    value = node["permissions"]
+    if isinstance(value, str):  # read-all / write-all
+        return {"*": value}
+    return dict(value or {})
+
+
+def is_true(value: Any) -> bool:
+    return value is True or str(value).strip().lower() == "true"
