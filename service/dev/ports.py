@@ -23,6 +23,8 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
         if probe.connect_ex((host, port)) == 0:
             return False
     with socket.socket() as sock:
+        # As the servers themselves do: TIME_WAIT leftovers do not make a port taken.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

@@ -18,8 +18,10 @@ if TYPE_CHECKING:
     from service.dev.runner import Run
 
 
-def final_view(final: Snapshot, designed: list[dict[str, Any]], elapsed: float) -> RenderableType:
-    figures = live_view(final, elapsed, "celery-fleet dev: final figures after")
+def final_view(
+    final: Snapshot, designed: list[dict[str, Any]], elapsed: float, notes: tuple[str, ...]
+) -> RenderableType:
+    figures = live_view(final, elapsed, "celery-fleet dev: final figures after", notes)
     if not designed:
         return figures
     paths = Table(title="what the demo workload's designed tasks became", title_justify="left")

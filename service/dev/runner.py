@@ -25,6 +25,7 @@ from service.dev.observe import Observer, Snapshot
 from service.dev.outcome import outcomes
 from service.dev.ports import plan_ports
 from service.dev.processes import Component, ProcessSet, log_tail
+from service.dev.report import RATE_WINDOW_SLACK, final_view, summary
 from service.dev.stack import (
     FLOWER_USER,
     REPO,
@@ -74,6 +75,21 @@ class Run:
             self.stopped_by = signal.Signals(self.signals[0]).name
         return bool(self.signals)
 
+    def notes(self) -> tuple[str, ...]:
+        """What the local stand-ins saw: the rate limit from the API's side, the SMTP sink."""
+        if self.stubs is None:
+            return ()
+        api, mail = self.stubs.api_log, self.stubs.mailbox
+        limit = self.settings.external_api_limit
+        window = self.settings.external_api_window_seconds
+        measured = window * RATE_WINDOW_SLACK
+        return (
+            f"external API stub: {len(api.times)} calls, at most "
+            f"{api.max_in_window(measured)} within {measured:g}s "
+            f"(cluster-wide limit {limit} per {window:g}s); "
+            f"SMTP sink: {mail.delivered} delivered, {mail.deferred} deferred with 451",
+        )
+
     def died(self) -> Component | None:
         exited = self.processes.exited()
         if not exited:
@@ -104,7 +120,10 @@ def _start(run: Run) -> Stack:
     if not reuse:
         broker_url = start_redis(run.processes, plan["redis"])
     stack = Stack(run.processes, plan, broker_url, own_redis=not reuse)
-    run.stubs = start_stubs(plan["smtp"], plan["external_api"])
+    try:
+        run.stubs = start_stubs(plan["smtp"], plan["external_api"])
+    except OSError as exc:  # lost a race for the port with another program
+        raise StartupError(f"could not start the SMTP/API stand-ins: {exc}") from None
     start_apps(stack, run.stubs.smtp_port)
     run.console.print(
         endpoints_table(stack.endpoints, run.home, f"{FLOWER_USER} / {stack.flower_password}")
@@ -144,14 +163,15 @@ def _watch(run: Run, observer: Observer) -> Snapshot:
     terminal = run.console.is_terminal
     last_plain = -PLAIN_EVERY
     snapshot = observer.snapshot()
-    with Live(console=run.console, auto_refresh=False, transient=False) as live:
+    # Transient: the final figures replace the live table when the run ends.
+    with Live(console=run.console, auto_refresh=False, transient=True) as live:
         while True:
             elapsed = time.monotonic() - start
             if terminal:
-                live.update(live_view(snapshot, elapsed, title), refresh=True)
+                live.update(live_view(snapshot, elapsed, title, run.notes()), refresh=True)
             elif elapsed - last_plain >= PLAIN_EVERY:
                 last_plain = elapsed
-                for line in plain_lines(snapshot, elapsed):
+                for line in plain_lines(snapshot, elapsed, run.notes()):
                     run.console.print(line, markup=False, highlight=False, soft_wrap=True)
             tick = time.monotonic() + 1.0
             while time.monotonic() < tick:
@@ -216,10 +236,9 @@ def run(settings: FleetSettings, options: Options) -> int:
 
 
 def _report(state: Run, final: Snapshot | None, designed: list[dict[str, Any]], code: int) -> None:
-    from service.dev.report import final_view, summary
-
     if final is not None:
-        state.console.print(final_view(final, designed, time.monotonic() - state.started_at))
+        elapsed = time.monotonic() - state.started_at
+        state.console.print(final_view(final, designed, elapsed, state.notes()))
     state.console.print(f"stopped ({state.stopped_by}); logs kept in {state.home}")
     if state.options.json_summary:
         print(json.dumps(summary(state, final, designed, code), indent=2, sort_keys=True))

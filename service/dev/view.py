@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -16,9 +17,9 @@ HEADERS = (
     ("running", "running"),
     ("succeeded", "succeeded"),
     ("retried", "retried"),
-    ("failed", "failed runs"),
-    ("dead_lettered", "dead-lettered"),
-    ("dlq_size", "in DLQ"),
+    ("failed", "failed"),
+    ("dead_lettered", "dead-\nlettered"),
+    ("dlq_size", "in\nDLQ"),
 )
 
 
@@ -56,12 +57,22 @@ def _status_line(snapshot: Snapshot) -> str:
     return line
 
 
-def live_view(snapshot: Snapshot, elapsed: float, title: str) -> RenderableType:
-    table = Table(title=f"{title}  {elapsed:.0f}s", title_justify="left")
-    table.add_column("queue")
+def live_view(
+    snapshot: Snapshot, elapsed: float, title: str, notes: tuple[str, ...] = ()
+) -> RenderableType:
+    # Compact, so the whole table fits an 80-column terminal.
+    table = Table(
+        title=f"{title}  {elapsed:.0f}s",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=0,
+        show_edge=False,
+    )
+    table.add_column("queue", no_wrap=True)
     for _, header in HEADERS:
-        table.add_column(header, justify="right")
-    table.add_column("oldest waiting", justify="right")
+        table.add_column(header, justify="right", no_wrap=True)
+    table.add_column("oldest\nwaiting", justify="right", no_wrap=True)
     rows = [*snapshot.queues.items(), ("total", snapshot.totals())]
     for name, figures in rows:
         style = "bold" if name == "total" else None
@@ -69,10 +80,10 @@ def live_view(snapshot: Snapshot, elapsed: float, title: str) -> RenderableType:
         table.add_row(name, *cells, _age(figures.get("oldest_waiting_seconds")), style=style)
     firing = snapshot.firing()
     alerts = Text(_alerts_text(snapshot), style="bold red" if firing else "")
-    return Group(table, Text(_status_line(snapshot)), alerts)
+    return Group(table, Text(_status_line(snapshot)), alerts, *(Text(n) for n in notes))
 
 
-def plain_lines(snapshot: Snapshot, elapsed: float) -> list[str]:
+def plain_lines(snapshot: Snapshot, elapsed: float, notes: tuple[str, ...] = ()) -> list[str]:
     """One line per queue and one for the totals, for logs and pipes."""
     stamp = f"[{elapsed:5.0f}s]"
     lines = []
@@ -82,6 +93,7 @@ def plain_lines(snapshot: Snapshot, elapsed: float) -> list[str]:
         lines.append(f"{stamp} {name:<16} {cells} oldest_waiting={oldest}")
     lines.append(f"{stamp} {_status_line(snapshot)}")
     lines.append(f"{stamp} {_alerts_text(snapshot)}")
+    lines.extend(f"{stamp} {note}" for note in notes)
     return lines
 
 
