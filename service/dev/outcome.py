@@ -28,7 +28,9 @@ def outcome_of(item: Designed, dlq: DLQStore, app: Celery) -> dict[str, Any]:
     except redis.RedisError as exc:
         return row | {"outcome": f"unknown ({type(exc).__name__})", "as_designed": False}
     if entry is not None:
-        outcome = f"dead-lettered: {entry['reason']} (queue {entry['queue']})"
+        outcome = f"dead-lettered: {entry['reason']}"
+        if entry["queue"] != item.queue:
+            outcome += f" (from queue {entry['queue']})"
         designed = entry["reason"] == item.expect and entry["queue"] == item.queue
         return row | {"outcome": outcome, "as_designed": designed}
     if item.expect != "success":
