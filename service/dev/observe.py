@@ -14,8 +14,10 @@ from typing import Any
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from service.dev.stubs import max_in_window
 from service.dlq.store import DLQStore
 from service.queues import CATALOG
+from service.tasks.analytics import EXTERNAL_CALLS_KEY
 
 SCRAPE_TIMEOUT = 2.0
 # Per-queue column -> (source, metric); the worker's counters carry a `_total` sample.
@@ -31,6 +33,10 @@ EXPORTER_COLUMNS = {
     "oldest_waiting_seconds": "celery_queue_oldest_task_age_seconds",
     "dlq_size": "celery_dlq_length",
 }
+# Grant times are recorded by the task right after the limiter says yes, a few ms after the
+# Redis clock granted them, so the check uses a slightly shorter window than the limit's.
+RATE_WINDOW_SLACK = 0.95
+RECENT_GRANTS = 1000
 COLUMNS = ("waiting", "running", "succeeded", "retried", "failed", "dead_lettered", "dlq_size")
 
 
@@ -45,6 +51,7 @@ class Snapshot:
     dlq_by_reason: dict[str, int]
     dlq_by_queue: dict[str, dict[str, int]]
     unavailable: list[str] = field(default_factory=list)  # sources that did not answer
+    rate_limit: dict[str, float] = field(default_factory=dict)
 
     def totals(self) -> dict[str, float]:
         sums = {column: 0.0 for column in COLUMNS}
@@ -103,6 +110,9 @@ class Observer:
     exporter_url: str
     dlq: DLQStore
     prometheus_url: str | None = None
+    broker: redis.Redis | None = None
+    since: float = 0.0  # only rate-limit grants of this run count
+    rate_window: float = 1.0
 
     def snapshot(self) -> Snapshot:
         unavailable: list[str] = []
@@ -135,6 +145,7 @@ class Observer:
                 by_queue[queue][reason] = count
         except redis.RedisError:
             unavailable.append("dlq store")
+        rate_limit = self._rate_limit(unavailable)
         alerts = None
         if self.prometheus_url is not None:
             alerts = prometheus_alerts(self.prometheus_url)
@@ -150,4 +161,22 @@ class Observer:
             dlq_by_reason=dict(by_reason),
             dlq_by_queue=dict(by_queue),
             unavailable=unavailable,
+            rate_limit=rate_limit,
         )
+
+    def _rate_limit(self, unavailable: list[str]) -> dict[str, float]:
+        """Calls granted by the cluster-wide limiter this run, as the task recorded them."""
+        if self.broker is None:
+            return {}
+        try:
+            raw = self.broker.lrange(EXTERNAL_CALLS_KEY, -RECENT_GRANTS, -1)
+        except redis.RedisError:
+            unavailable.append("broker")
+            return {}
+        times = [float(t) for t in raw if float(t) >= self.since]
+        measured = self.rate_window * RATE_WINDOW_SLACK
+        return {
+            "granted": len(times),
+            "measured_window_seconds": measured,
+            "max_granted_in_window": max_in_window(times, measured),
+        }

@@ -25,7 +25,7 @@ from service.dev.observe import Observer, Snapshot
 from service.dev.outcome import outcomes
 from service.dev.ports import plan_ports
 from service.dev.processes import Component, ProcessSet, log_tail
-from service.dev.report import RATE_WINDOW_SLACK, final_view, summary
+from service.dev.report import final_view, summary
 from service.dev.stack import (
     FLOWER_USER,
     REPO,
@@ -75,19 +75,19 @@ class Run:
             self.stopped_by = signal.Signals(self.signals[0]).name
         return bool(self.signals)
 
-    def notes(self) -> tuple[str, ...]:
-        """What the local stand-ins saw: the rate limit from the API's side, the SMTP sink."""
+    def notes(self, snapshot: Snapshot) -> tuple[str, ...]:
+        """The cluster-wide rate limit at work, and what the local stand-ins received."""
         if self.stubs is None:
             return ()
-        api, mail = self.stubs.api_log, self.stubs.mailbox
+        rate, mail = snapshot.rate_limit, self.stubs.mailbox
         limit = self.settings.external_api_limit
         window = self.settings.external_api_window_seconds
-        measured = window * RATE_WINDOW_SLACK
         return (
-            f"external API stub: {len(api.times)} calls, at most "
-            f"{api.max_in_window(measured)} within {measured:g}s "
-            f"(cluster-wide limit {limit} per {window:g}s); "
-            f"SMTP sink: {mail.delivered} delivered, {mail.deferred} deferred with 451",
+            f"rate limit: {rate.get('granted', 0):.0f} calls granted, at most "
+            f"{rate.get('max_granted_in_window', 0):.0f} within "
+            f"{rate.get('measured_window_seconds', window):g}s (limit {limit} per {window:g}s); "
+            f"external API stub: {len(self.stubs.api_log.times)} calls; SMTP sink: "
+            f"{mail.delivered} delivered, {mail.deferred} deferred with 451",
         )
 
     def died(self) -> Component | None:
@@ -168,10 +168,10 @@ def _watch(run: Run, observer: Observer) -> Snapshot:
         while True:
             elapsed = time.monotonic() - start
             if terminal:
-                live.update(live_view(snapshot, elapsed, title, run.notes()), refresh=True)
+                live.update(live_view(snapshot, elapsed, title, run.notes(snapshot)), refresh=True)
             elif elapsed - last_plain >= PLAIN_EVERY:
                 last_plain = elapsed
-                for line in plain_lines(snapshot, elapsed, run.notes()):
+                for line in plain_lines(snapshot, elapsed, run.notes(snapshot)):
                     run.console.print(line, markup=False, highlight=False, soft_wrap=True)
             tick = time.monotonic() + 1.0
             while time.monotonic() < tick:
@@ -207,7 +207,13 @@ def run(settings: FleetSettings, options: Options) -> int:
         app = create_app(FleetSettings())
         dlq = _dlq_store(settings, stack.broker_url)
         observer = Observer(
-            [stack.worker_metrics_url], stack.exporter_url, dlq, stack.prometheus_url
+            [stack.worker_metrics_url],
+            stack.exporter_url,
+            dlq,
+            stack.prometheus_url,
+            broker=redis.Redis.from_url(stack.broker_url, socket_timeout=5),
+            since=time.time(),
+            rate_window=settings.external_api_window_seconds,
         )
         if _wait_for_worker(state, observer):
             if options.demo and state.stubs is not None:
@@ -238,7 +244,7 @@ def run(settings: FleetSettings, options: Options) -> int:
 def _report(state: Run, final: Snapshot | None, designed: list[dict[str, Any]], code: int) -> None:
     if final is not None:
         elapsed = time.monotonic() - state.started_at
-        state.console.print(final_view(final, designed, elapsed, state.notes()))
+        state.console.print(final_view(final, designed, elapsed, state.notes(final)))
     state.console.print(f"stopped ({state.stopped_by}); logs kept in {state.home}")
     if state.options.json_summary:
         print(json.dumps(summary(state, final, designed, code), indent=2, sort_keys=True))

@@ -103,13 +103,18 @@ class ApiLog:
     def max_in_window(self, window: float) -> int:
         """The most calls that arrived within any `window` seconds."""
         with self._lock:
-            times = sorted(self.times)
-        best, start = 0, 0
-        for end, at in enumerate(times):
-            while at - times[start] >= window:
-                start += 1
-            best = max(best, end - start + 1)
-        return best
+            return max_in_window(self.times, window)
+
+
+def max_in_window(times: Sequence[float], window: float) -> int:
+    """The most events within any `window` seconds (a half-open sliding window)."""
+    ordered = sorted(times)
+    best, start = 0, 0
+    for end, at in enumerate(ordered):
+        while at - ordered[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
 
 
 class _ApiHandler(BaseHTTPRequestHandler):
