@@ -1,7 +1,7 @@
 """`fleet dev`'s main loop: start the stack, show it live, stop it cleanly, summarise.
 
 Signals only append to a list (Event.set() or logging inside a handler can deadlock); the
-loop polls it. A first Ctrl-C/SIGTERM stops everything in order, a second one kills what is
+loop polls it. A first Ctrl-C/SIGTERM/SIGHUP stops everything in order, a second one kills what is
 left at once. Exit 0 after a requested stop, 1 when a component died or could not start."""
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from service.dev.stubs import Stubs, start_stubs
 from service.dev.view import endpoints_table, live_view, plain_lines
 from service.dev.workload import Workload
 from service.dlq.store import DLQStore
-from service.settings import FleetSettings
+from service.settings import FleetSettings, get_settings
 
 WORKER_READY_TIMEOUT = 90.0
 PLAIN_EVERY = 5.0  # seconds between blocks of plain lines (not a terminal)
@@ -193,7 +193,10 @@ def run(settings: FleetSettings, options: Options) -> int:
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         state.signals.append(signum)
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP too: the children run in their own sessions, so a closed terminal reaches
+    # only us, and we must take them down with us.
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.signal(s, on_signal) for s in handled}
     stop = threading.Event()
     final: Snapshot | None = None
     designed: list[dict[str, Any]] = []
@@ -202,7 +205,8 @@ def run(settings: FleetSettings, options: Options) -> int:
         os.environ.update(
             CELERY_BROKER_URL=stack.broker_url, CELERY_RESULT_BACKEND=stack.broker_url
         )
-        from service.celery_app import create_app  # after the env names the dev broker
+        get_settings.cache_clear()  # this process's settings now name the dev broker
+        from service.celery_app import create_app
 
         app = create_app(FleetSettings())
         dlq = _dlq_store(settings, stack.broker_url)

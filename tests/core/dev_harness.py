@@ -122,7 +122,8 @@ def start_dev(tmp: Path, *args: str, ports: dict[str, int] | None = None) -> Dev
     for name, port in ports.items():
         argv += [f"--{name}-port", str(port)]
     # No Redis answers there: `fleet dev` starts its own (never the machine's or the suite's).
-    env = dict(os.environ, CELERY_BROKER_URL=f"redis://127.0.0.1:{free_port()}/0")
+    # TMPDIR: its logs, Redis data and Prometheus TSDB go to the test's own directory.
+    env = dict(os.environ, CELERY_BROKER_URL=f"redis://127.0.0.1:{free_port()}/0", TMPDIR=str(tmp))
     env.pop("CELERY_RESULT_BACKEND", None)
     stdout, stderr = tmp / "dev.out", tmp / "dev.err"
     with open(stdout, "wb") as out, open(stderr, "wb") as err:
