@@ -231,17 +231,25 @@ def dev(
     json_summary: bool = typer.Option(
         False, "--json-summary", help="At the end, one JSON object on stdout (view on stderr)."
     ),
-    redis_port: int = typer.Option(6379, help="Redis, when none answers at the broker URL."),
-    worker_metrics_port: int = typer.Option(9808, help="Worker /metrics port."),
-    exporter_port: int = typer.Option(9809, help="Queue exporter port."),
-    flower_port: int = typer.Option(5555, help="Flower port."),
-    prometheus_port: int = typer.Option(9090, help="Prometheus port (if installed)."),
-    smtp_port: int = typer.Option(8025, help="Local SMTP sink for the email tasks."),
-    api_port: int = typer.Option(8099, help="Local stand-in for the external API."),
+    redis_port: int = typer.Option(
+        6379, min=1, max=65535, help="Redis, when none answers at the broker URL."
+    ),
+    worker_metrics_port: int = typer.Option(9808, min=1, max=65535, help="Worker /metrics port."),
+    exporter_port: int = typer.Option(9809, min=1, max=65535, help="Queue exporter port."),
+    flower_port: int = typer.Option(5555, min=1, max=65535, help="Flower port."),
+    prometheus_port: int = typer.Option(
+        9090, min=1, max=65535, help="Prometheus port (if installed)."
+    ),
+    smtp_port: int = typer.Option(
+        8025, min=1, max=65535, help="Local SMTP sink for the email tasks."
+    ),
+    api_port: int = typer.Option(
+        8099, min=1, max=65535, help="Local stand-in for the external API."
+    ),
 ) -> None:
     """Run the whole stack locally with a demo workload and a live view.
 
-    Redis (started when none answers), one worker for every queue, beat, the exporter,
+    Redis (started when none answers), one worker consuming every queue, beat, the exporter,
     Flower and, when installed, Prometheus with the alert rules. A taken port moves to a
     free one (the table says where). Ctrl-C or --duration stops everything."""
     from service.dev.runner import Options, run

@@ -140,8 +140,9 @@ def start_apps(stack: Stack, smtp_port: int) -> None:
     )
     broker = urlsplit(stack.broker_url)
     plan = stack.plan
+    existing = "" if stack.own_redis else " (already running: the demo's data goes there)"
     stack.endpoints = {
-        "broker": f"redis://{broker.hostname}:{broker.port or 6379}{plan.note('redis')}",
+        "broker": f"redis://{broker.hostname}:{broker.port or 6379}{plan.note('redis')}{existing}",
         "worker metrics": f"{stack.worker_metrics_url}{plan.note('worker_metrics')}",
         "exporter": f"{stack.exporter_url}{plan.note('exporter')}",
         "flower": f"http://127.0.0.1:{plan['flower']}/{plan.note('flower')}",
