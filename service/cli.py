@@ -225,35 +225,46 @@ def queues(
 @cli.command()
 def dev(
     duration: float | None = typer.Option(
-        None, min=1, help="Stop after this many seconds (default: run until Ctrl-C)."
+        None, min=1, help="Stop this many seconds after the worker is up (default: Ctrl-C)."
     ),
-    demo: bool = typer.Option(True, "--demo/--no-demo", help="Send a demo workload."),
-    redis_port: int = typer.Option(6379, help="Port for a Redis started when none answers."),
-    worker_metrics_port: int = typer.Option(9808, help="Worker /metrics port."),
-    exporter_port: int = typer.Option(9809, help="Queue exporter port."),
-    flower_port: int = typer.Option(5555, help="Flower port."),
-    prometheus_port: int = typer.Option(9090, help="Prometheus port (if installed)."),
+    demo: bool = typer.Option(True, "--demo/--no-demo", help="Send the demo workload."),
+    json_summary: bool = typer.Option(
+        False, "--json-summary", help="At the end, one JSON object on stdout (view on stderr)."
+    ),
+    redis_port: int = typer.Option(
+        6379, min=1, max=65535, help="Redis, when none answers at the broker URL."
+    ),
+    worker_metrics_port: int = typer.Option(9808, min=1, max=65535, help="Worker /metrics port."),
+    exporter_port: int = typer.Option(9809, min=1, max=65535, help="Queue exporter port."),
+    flower_port: int = typer.Option(5555, min=1, max=65535, help="Flower port."),
+    prometheus_port: int = typer.Option(
+        9090, min=1, max=65535, help="Prometheus port (if installed)."
+    ),
+    smtp_port: int = typer.Option(
+        8025, min=1, max=65535, help="Local SMTP sink for the email tasks."
+    ),
+    api_port: int = typer.Option(
+        8099, min=1, max=65535, help="Local stand-in for the external API."
+    ),
 ) -> None:
-    """Run the whole stack locally with a demo workload.
+    """Run the whole stack locally with a demo workload and a live view.
 
-    Redis (started when none answers), a worker for every queue, beat, the exporter, Flower
-    and, when installed, Prometheus with the alert rules."""
-    from service.dev import Ports, run
+    Redis (started when none answers), one worker consuming every queue, beat, the exporter,
+    Flower and, when installed, Prometheus with the alert rules. A taken port moves to a
+    free one (the table says where). Ctrl-C or --duration stops everything."""
+    from service.dev.runner import Options, run
 
     settings = settings_or_exit()
-    ports = Ports(redis_port, worker_metrics_port, exporter_port, flower_port, prometheus_port)
-
-    def report(urls: dict[str, str], home: object) -> None:
-        table = Table(title="celery-fleet dev stack (Ctrl-C stops it)")
-        table.add_column("what")
-        table.add_column("where")
-        for name, url in urls.items():
-            table.add_row(name, url)
-        table.add_row("logs", str(home))
-        console.print(table)
-        console.print("dashboards: import dashboards/*.json into a Grafana pointed at Prometheus")
-
-    raise typer.Exit(run(settings, ports, duration, demo, report))
+    ports = {
+        "redis": redis_port,
+        "worker_metrics": worker_metrics_port,
+        "exporter": exporter_port,
+        "flower": flower_port,
+        "prometheus": prometheus_port,
+        "smtp": smtp_port,
+        "external_api": api_port,
+    }
+    raise typer.Exit(run(settings, Options(duration, demo, json_summary, ports)))
 
 
 def _register_subcommands() -> None:
