@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from service.errors import FleetError, SettingsError
+from service.naming import EXPORTER_PORT, FLOWER_PORT, REDIS_PORT, WORKER_METRICS_PORT
 from service.queues import CATALOG
 from service.settings import FleetSettings, load_settings
 
@@ -112,7 +113,9 @@ def flower(ctx: typer.Context) -> None:
 
 @cli.command()
 def exporter(
-    port: int = typer.Option(9809, "--port", min=1, max=65535, help="HTTP port for /metrics."),
+    port: int = typer.Option(
+        EXPORTER_PORT, "--port", min=1, max=65535, help="HTTP port for /metrics."
+    ),
     address: str = typer.Option("0.0.0.0", "--address", help="Listen address."),
 ) -> None:
     """Serve queue lengths, oldest task age and DLQ sizes for Prometheus (and autoscalers)."""
@@ -228,10 +231,10 @@ def dev(
         None, min=1, help="Stop after this many seconds (default: run until Ctrl-C)."
     ),
     demo: bool = typer.Option(True, "--demo/--no-demo", help="Send a demo workload."),
-    redis_port: int = typer.Option(6379, help="Port for a Redis started when none answers."),
-    worker_metrics_port: int = typer.Option(9808, help="Worker /metrics port."),
-    exporter_port: int = typer.Option(9809, help="Queue exporter port."),
-    flower_port: int = typer.Option(5555, help="Flower port."),
+    redis_port: int = typer.Option(REDIS_PORT, help="Port for a Redis started when none answers."),
+    worker_metrics_port: int = typer.Option(WORKER_METRICS_PORT, help="Worker /metrics port."),
+    exporter_port: int = typer.Option(EXPORTER_PORT, help="Queue exporter port."),
+    flower_port: int = typer.Option(FLOWER_PORT, help="Flower port."),
     prometheus_port: int = typer.Option(9090, help="Prometheus port (if installed)."),
 ) -> None:
     """Run the whole stack locally with a demo workload.

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import redis
 
+from service.naming import EXPORTER_PORT, FLOWER_PORT, REDIS_PORT, WORKER_METRICS_PORT
 from service.queues import CATALOG, Priority
 from service.settings import FleetSettings
 
@@ -30,10 +31,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class Ports:
-    redis: int = 6379
-    worker_metrics: int = 9808
-    exporter: int = 9809
-    flower: int = 5555
+    redis: int = REDIS_PORT
+    worker_metrics: int = WORKER_METRICS_PORT
+    exporter: int = EXPORTER_PORT
+    flower: int = FLOWER_PORT
     prometheus: int = 9090
 
 
