@@ -13,15 +13,27 @@ from harness import require_binary
 from infra_harness import STACKS, stack_result
 from infra_manifests import manifests
 
+from dashboards.alert_tests import threshold_tests
+from infra.config import FleetConfig, parse_config
 from service.naming import worker_deployment_name
 from service.queues import CATALOG
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def stack_queue_overrides(stack: str) -> dict[str, dict[str, Any]]:
+def stack_yaml(stack: str) -> dict[str, Any]:
+    """`celery-fleet:*` keys of Pulumi.<stack>.yaml, without the prefix."""
     doc = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
-    return {k: v or {} for k, v in (doc["config"].get("celery-fleet:queues") or {}).items()}
+    prefix = "celery-fleet:"
+    return {k.removeprefix(prefix): v for k, v in doc["config"].items() if k.startswith(prefix)}
+
+
+def stack_config(stack: str) -> FleetConfig:
+    return parse_config(stack_yaml(stack), stack)
+
+
+def stack_queue_overrides(stack: str) -> dict[str, dict[str, Any]]:
+    return {k: v or {} for k, v in (stack_yaml(stack).get("queues") or {}).items()}
 
 
 def capacity(stack: str, queue: str) -> int:
@@ -80,38 +92,20 @@ def test_the_stacks_rules_pass_promtool_with_tests_derived_from_its_numbers(
     check = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
 
-    # Given every queue at exactly its capacity in one namespace and one task over it in
-    # another, then after `for: 15m` the alert fires for the second only, per queue.
-    tests = []
-    backlog = alerts_named(stack, "CeleryQueueBacklogHigh")
-    for queue in CATALOG.names:
-        limit = capacity(stack, queue)
-        annotations = {
-            k: v.replace("{{ $value }}", str(limit + 1))
-            for k, v in backlog[queue]["annotations"].items()
-        }
-        series = [
-            {"series": f'celery_queue_length{{namespace="{ns}",queue="{queue}"}}', "values": v}
-            for ns, v in (("at", f"{limit}x20"), ("over", f"{limit + 1}x20"))
-        ]
-        over = {"severity": "warning", "queue": queue, "namespace": "over"}
-        tests.append(
-            {
-                "name": f"{stack}: {queue} backlog over {limit}",
-                "interval": "1m",
-                "input_series": series,
-                "alert_rule_test": [
-                    {"eval_time": "14m", "alertname": "CeleryQueueBacklogHigh", "exp_alerts": []},
-                    {
-                        "eval_time": "15m",
-                        "alertname": "CeleryQueueBacklogHigh",
-                        "exp_alerts": [{"exp_labels": over, "exp_annotations": annotations}],
-                    },
-                ],
-            }
-        )
+    # Given promtool tests derived from the stack's resolved model (each queue's backlog at
+    # its capacity and its oldest task at its wait SLO silent, one over firing), then the
+    # deployed rules pass them
+    tests = threshold_tests(stack_config(stack).catalog, rule_file=rules.name)
+    backlog_cases = [t for t in tests["tests"] if t["name"].startswith("CeleryQueueBacklogHigh")]
+    silent_at = {
+        t["input_series"][0]["series"]: t["input_series"][0]["values"] for t in backlog_cases
+    }
+    assert silent_at == {
+        f'celery_queue_length{{namespace="at",queue="{q}"}}': f"{capacity(stack, q)}x30"
+        for q in CATALOG.names
+    }
     unit = tmp_path / "tests.yaml"
-    unit.write_text(yaml.safe_dump({"rule_files": [rules.name], "tests": tests}))
+    unit.write_text(yaml.safe_dump(tests))
     result = subprocess.run(
         [promtool, "test", "rules", str(unit)], capture_output=True, text=True, cwd=tmp_path
     )
