@@ -1,7 +1,9 @@
 """The resolved model of one stack: the queue catalog merged with `Pulumi.<stack>.yaml`.
 
-Built once (`load_config`) and read by every consumer: worker pools, autoscalers, the
-PrometheusRule and the dashboards. Every bad value fails at preview time with a message
+Built once (`load_config`) and read by every consumer: worker pools, autoscalers and the
+PrometheusRule (rendered from `FleetConfig.catalog`, the stack's replicas and backlog
+targets). The dashboards take only the queue names from the catalog, which a stack cannot
+change, so every stack deploys the committed dashboards as they are. Every bad value fails at preview time with a message
 naming the full config key (`celery-fleet:queues.reports.maxReplicas`), never later as a
 half-applied update."""
 
