@@ -62,7 +62,9 @@ def load_rule_groups(
 
 def load_dashboards(directory: Path = DASHBOARDS_DIR) -> dict[str, str]:
     """`{file stem: JSON text}` for every `*.json` dashboard; the text is kept verbatim so the
-    ConfigMap matches the committed, drift-checked file byte for byte."""
+    ConfigMap matches the committed, drift-checked file byte for byte. Not rendered per stack
+    like the rules: a dashboard carries no per-stack number (only queue names), and rendering
+    needs grafana-foundation-sdk, a dev dependency the deploy does not install."""
     result: dict[str, str] = {}
     for path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
         text = path.read_text()

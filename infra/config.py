@@ -3,9 +3,10 @@
 Built once (`load_config`) and read by every consumer: worker pools, autoscalers and the
 PrometheusRule (rendered from `FleetConfig.catalog`, the stack's replicas and backlog
 targets). The dashboards take only the queue names from the catalog, which a stack cannot
-change, so every stack deploys the committed dashboards as they are. Every bad value fails at preview time with a message
-naming the full config key (`celery-fleet:queues.reports.maxReplicas`), never later as a
-half-applied update."""
+change, so every stack deploys the committed dashboards as they are.
+
+Every bad value fails at preview time with a message naming the full config key
+(`celery-fleet:queues.reports.maxReplicas`), never later as a half-applied update."""
 
 from __future__ import annotations
 

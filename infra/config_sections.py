@@ -29,6 +29,7 @@ Count = Annotated[StrictInt, Field(ge=0)]
 Positive = Annotated[StrictInt, Field(ge=1)]
 
 
+# A pydantic dataclass, not a model: the workloads' fixed resources are written positionally.
 @pydantic_dataclass(config=CONFIG)
 class Resources:
     """Requests and limits; YAML keys `cpu`, `memory`, `cpuLimit`, `memoryLimit`."""
