@@ -1,5 +1,9 @@
-"""Prometheus alert rules for the fleet. Per-queue thresholds are derived from the catalog:
-a rule is generated per queue where they differ, so each rule shows its own number."""
+"""Prometheus alert rules for the fleet. Per-queue thresholds are derived from a catalog:
+a rule is generated per queue where they differ, so each rule shows its own number.
+
+The committed alerts/celery-fleet.yaml renders the catalog's defaults (`CATALOG`); each
+Pulumi stack deploys the same rules rendered from its resolved catalog (`FleetConfig.catalog`,
+its own replicas and backlog targets), so its alerts agree with its autoscalers."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import yaml
 from dashboards import OVERVIEW_UID, QUEUE_UID
 from dashboards.promql import KEDA_HPA, exporter_gauge, quantile, rate_sum, ratio
 from service.naming import worker_deployment_name
-from service.queues import CATALOG, QueueSpec
+from service.queues import CATALOG, QueueCatalog, QueueSpec
 
 RULES_FILE = "alerts/celery-fleet.yaml"
 
@@ -29,7 +33,8 @@ ON_QUEUE = "on (namespace, queue)"
 
 
 def backlog_threshold(queue: QueueSpec) -> int:
-    """Waiting messages the autoscaler absorbs at its maximum (catalog defaults)."""
+    """Waiting messages the autoscaler absorbs at its maximum: max replicas x backlog per
+    replica of the catalog given (the defaults, or a stack's resolved values)."""
     return queue.autoscaling.max_replicas * queue.autoscaling.backlog_per_replica
 
 
@@ -81,7 +86,7 @@ class Alert:
         return rule
 
 
-def _task_alerts() -> Iterator[Alert]:
+def _task_alerts(catalog: QueueCatalog) -> Iterator[Alert]:
     failure_ratio = ratio(
         "celery_task_failed_total", "celery_task_started_total", BY_QUEUE, window="5m"
     )
@@ -99,7 +104,7 @@ def _task_alerts() -> Iterator[Alert]:
         "database): fix or wait for it, then replay the dead letters with `fleet dlq replay`.",
         dashboard=QUEUE_OF_ALERT,
     )
-    for queue in CATALOG:
+    for queue in catalog:
         limit = duration_warning_seconds(queue)
         p99 = quantile(
             0.99, "celery_task_duration_seconds", (*BY_QUEUE, "task_name"), _on(queue), "15m"
@@ -139,8 +144,8 @@ def _task_alerts() -> Iterator[Alert]:
     )
 
 
-def _queue_alerts() -> Iterator[Alert]:
-    for queue in CATALOG:
+def _queue_alerts(catalog: QueueCatalog) -> Iterator[Alert]:
+    for queue in catalog:
         threshold = backlog_threshold(queue)
         yield Alert(
             name="CeleryQueueBacklogHigh",
@@ -157,7 +162,7 @@ def _queue_alerts() -> Iterator[Alert]:
             dashboard=queue_dashboard(queue.name),
             labels=(("queue", queue.name),),
         )
-    for queue in CATALOG:
+    for queue in catalog:
         slo = oldest_age_slo_seconds(queue)
         oldest = exporter_gauge("celery_queue_oldest_task_age_seconds", _on(queue), BY_QUEUE)
         yield Alert(
@@ -207,8 +212,8 @@ def _exporter_alerts() -> Iterator[Alert]:
     )
 
 
-def _autoscaling_alerts() -> Iterator[Alert]:
-    for queue in CATALOG:
+def _autoscaling_alerts(catalog: QueueCatalog) -> Iterator[Alert]:
+    for queue in catalog:
         name = worker_deployment_name(queue.name)
         hpa = f'horizontalpodautoscaler=~"{KEDA_HPA}{name}"'
         yield Alert(
@@ -230,12 +235,12 @@ def _autoscaling_alerts() -> Iterator[Alert]:
         )
 
 
-def rule_groups() -> list[dict[str, Any]]:
+def rule_groups(catalog: QueueCatalog = CATALOG) -> list[dict[str, Any]]:
     groups = {
-        "celery-fleet.tasks": _task_alerts(),
-        "celery-fleet.queues": _queue_alerts(),
+        "celery-fleet.tasks": _task_alerts(catalog),
+        "celery-fleet.queues": _queue_alerts(catalog),
         "celery-fleet.exporter": _exporter_alerts(),
-        "celery-fleet.autoscaling": _autoscaling_alerts(),
+        "celery-fleet.autoscaling": _autoscaling_alerts(catalog),
     }
     return [
         {"name": name, "rules": [a.to_rule() for a in alerts]} for name, alerts in groups.items()
@@ -262,8 +267,13 @@ HEADER = (
 )
 
 
-def render_rules() -> str:
+def render_rules(catalog: QueueCatalog = CATALOG) -> str:
+    """The rule file for `catalog`: the committed one for the defaults, a stack's for its own."""
     body = yaml.dump(
-        {"groups": rule_groups()}, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True
+        {"groups": rule_groups(catalog)},
+        Dumper=_Dumper,
+        sort_keys=False,
+        width=100,
+        allow_unicode=True,
     )
     return HEADER + body

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from dashboards.alert_tests import TESTS_FILE, render_threshold_tests
 from dashboards.alerts import RULES_FILE, render_rules
 from dashboards.expressions import dashboards_json
 
@@ -24,6 +25,7 @@ def render_all() -> dict[str, str]:
     """Relative path -> file content, for every generated file."""
     files = {f"dashboards/{d['uid']}.json": render_dashboard(d) for d in dashboards_json()}
     files[RULES_FILE] = render_rules()
+    files[TESTS_FILE] = render_threshold_tests()
     return files
 
 

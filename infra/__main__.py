@@ -13,7 +13,7 @@ import pulumi
 
 from infra.app_secrets import AppSecrets
 from infra.beat import Beat
-from infra.config import load_config
+from infra.config import InClusterRedisConfig, load_config
 from infra.exporter import QueueExporter
 from infra.flower import Flower
 from infra.metrics_provider import ExternalMetricsProvider
@@ -28,11 +28,10 @@ ns = FleetNamespace("fleet", cfg)
 after_ns = pulumi.ResourceOptions(depends_on=[ns])
 
 redis: InClusterRedis | ElastiCacheRedis
-if cfg.redis.in_cluster is not None:
-    redis = InClusterRedis("redis", cfg.redis.in_cluster, ns.name, cfg.namespace, opts=after_ns)
+if isinstance(cfg.redis, InClusterRedisConfig):
+    redis = InClusterRedis("redis", cfg.redis, ns.name, cfg.namespace, opts=after_ns)
 else:
-    assert cfg.redis.elasticache is not None
-    redis = ElastiCacheRedis("redis", cfg.redis.elasticache, cfg.stack)
+    redis = ElastiCacheRedis("redis", cfg.redis, cfg.stack)
 secrets = AppSecrets("app", cfg, ns.name, redis.broker_url, opts=after_ns)
 after_secrets = pulumi.ResourceOptions(depends_on=[ns, secrets])
 

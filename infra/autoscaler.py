@@ -4,12 +4,15 @@ external-metrics provider can own the API per cluster, hence one mode per stack.
 
 from __future__ import annotations
 
+import re
+from typing import Any, cast
+
 import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.config import AutoscalerConfig, QueueConfig
 from infra.labels import app_labels
-from infra.names import autoscaler_name
+from service.naming import autoscaler_name
 
 METRIC = "celery_queue_length"
 
@@ -19,26 +22,46 @@ def queue_length_query(queue: str, namespace: str) -> str:
     return f'max({METRIC}{{queue="{queue}",namespace="{namespace}"}})'
 
 
+def scaling_behavior(cfg: AutoscalerConfig) -> dict[str, Any]:
+    """The one definition of how a worker pool scales, in Kubernetes API form (the HPA's
+    `behavior`; KEDA passes it to the HPA it manages). Scale up at once on a backlog; scale
+    down slowly, a bounded share at a time, so a brief lull does not tear down workers that
+    the next burst needs."""
+    return {
+        "scaleUp": {
+            "stabilizationWindowSeconds": 0,
+            "selectPolicy": "Max",
+            "policies": [
+                {"type": "Percent", "value": 100, "periodSeconds": 15},
+                {"type": "Pods", "value": 4, "periodSeconds": 15},
+            ],
+        },
+        "scaleDown": {
+            "stabilizationWindowSeconds": cfg.scale_down_stabilization,
+            "selectPolicy": "Min",
+            "policies": [{"type": "Percent", "value": 50, "periodSeconds": 60}],
+        },
+    }
+
+
 def hpa_behavior(
     cfg: AutoscalerConfig,
 ) -> k8s.autoscaling.v2.HorizontalPodAutoscalerBehaviorArgsDict:
-    """Scale up at once on a backlog; scale down slowly, a bounded share at a time, so a
-    brief lull does not tear down workers that the next burst needs."""
-    return {
-        "scale_up": {
-            "stabilization_window_seconds": 0,
-            "select_policy": "Max",
-            "policies": [
-                {"type": "Percent", "value": 100, "period_seconds": 15},
-                {"type": "Pods", "value": 4, "period_seconds": 15},
-            ],
-        },
-        "scale_down": {
-            "stabilization_window_seconds": cfg.scale_down_stabilization,
-            "select_policy": "Min",
-            "policies": [{"type": "Percent", "value": 50, "period_seconds": 60}],
-        },
-    }
+    """`scaling_behavior` with the snake_case keys pulumi_kubernetes' typed args expect."""
+    return cast(
+        k8s.autoscaling.v2.HorizontalPodAutoscalerBehaviorArgsDict,
+        _snake_keys(scaling_behavior(cfg)),
+    )
+
+
+def _snake_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            re.sub(r"(?<!^)([A-Z])", r"_\1", k).lower(): _snake_keys(v) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_snake_keys(v) for v in value]
+    return value
 
 
 class QueueAutoscaler(pulumi.ComponentResource):
@@ -109,22 +132,7 @@ class QueueAutoscaler(pulumi.ComponentResource):
                     "pollingInterval": cfg.polling_interval,
                     "cooldownPeriod": cfg.scale_down_stabilization,
                     "advanced": {
-                        "horizontalPodAutoscalerConfig": {
-                            "behavior": {
-                                "scaleUp": {
-                                    "stabilizationWindowSeconds": 0,
-                                    "policies": [
-                                        {"type": "Percent", "value": 100, "periodSeconds": 15}
-                                    ],
-                                },
-                                "scaleDown": {
-                                    "stabilizationWindowSeconds": cfg.scale_down_stabilization,
-                                    "policies": [
-                                        {"type": "Percent", "value": 50, "periodSeconds": 60}
-                                    ],
-                                },
-                            }
-                        }
+                        "horizontalPodAutoscalerConfig": {"behavior": scaling_behavior(cfg)}
                     },
                     "triggers": [
                         {

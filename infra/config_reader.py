@@ -1,10 +1,17 @@
-"""Typed, validating access to raw Pulumi config objects: every error names the full key."""
+"""Raw Pulumi config -> pydantic models, with every error naming the full config key
+(`celery-fleet:queues.reports.maxReplicas`), never pydantic's own field paths."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any, TypeVar, get_args
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic.alias_generators import to_camel
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from service.errors import FleetError
 
@@ -18,12 +25,18 @@ DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 # empty digest (`repo@`) must fail at preview, not as an ImagePullBackOff.
 IMAGE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._/:-]*(@sha256:[0-9a-f]{64})?$")
 
+# Every config object: keys in camelCase as in Pulumi.<stack>.yaml, a misspelt key an error.
+CONFIG = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+T = TypeVar("T")
+
 
 class InfraConfigError(FleetError):
     """The stack configuration is invalid; the message names the key."""
 
 
-T = TypeVar("T")
+class ConfigModel(BaseModel):
+    model_config = CONFIG
 
 
 def config_key(path: str) -> str:
@@ -37,92 +50,73 @@ def memory_mib(value: str) -> int:
     return int(match.group(1)) * (1024 if match.group(2) == "Gi" else 1)
 
 
-class Reader:
-    """Typed access to one config object; every error names `celery-fleet:<path>.<field>`."""
+def key_error(key: str, message: str) -> PydanticCustomError:
+    """An error for a validator to raise about field `key` (its alias) of the model it checks:
+    the message then names that key, not just the object holding it."""
+    return PydanticCustomError("fleet_config", message, {"key": key})
 
-    def __init__(self, raw: Any, path: str) -> None:
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, Mapping):
-            raise InfraConfigError(
-                f"{config_key(path)} must be an object, got {type(raw).__name__}"
-            )
-        self.raw: Mapping[str, Any] = raw
-        self.path = path
 
-    def key(self, name: str) -> str:
-        return config_key(f"{self.path}.{name}" if self.path else name)
+def validated(
+    kind: type[T], data: Any, path: Sequence[str] = (), context: Mapping[str, Any] | None = None
+) -> T:
+    """`data` validated as `kind` (a model or pydantic dataclass) found at config `path`."""
+    try:
+        return TypeAdapter(kind).validate_python(data, context=dict(context or {}))
+    except ValidationError as exc:
+        lines = [_describe(kind, tuple(path), error) for error in exc.errors()]
+        raise InfraConfigError("\n".join(lines)) from None
 
-    def only(self, *known: str) -> None:
-        for name in self.raw:
-            if name not in known:
-                raise InfraConfigError(
-                    f"unknown config key {self.key(name)}; known: {', '.join(sorted(known))}"
-                )
 
-    def _get(self, name: str, kind: type[T], default: T | None, required: bool) -> T | None:
-        value = self.raw.get(name)
-        if value is None or value == "":
-            if required:
-                raise InfraConfigError(f"missing required config key {self.key(name)}")
-            return default
-        if kind is int and isinstance(value, str) and value.lstrip("-").isdigit():
-            value = int(value)
-        if kind is bool and isinstance(value, str) and value in ("true", "false"):
-            value = value == "true"
-        if kind is int and isinstance(value, bool):
-            raise InfraConfigError(f"{self.key(name)} must be an integer, got {value!r}")
-        if not isinstance(value, kind):
-            raise InfraConfigError(
-                f"{self.key(name)} must be {kind.__name__}, got {type(value).__name__} {value!r}"
-            )
-        return value
+def _describe(kind: type[Any], path: tuple[str, ...], error: ErrorDetails) -> str:
+    names, known = _walk(kind, [str(part) for part in error["loc"]])
+    ctx = error.get("ctx") or {}
+    if error["type"] == "fleet_config":
+        names.append(str(ctx["key"]))
+    elif error["type"].startswith("union_tag"):
+        names.append(str(ctx.get("discriminator", "")).strip("'"))
+    key = config_key(".".join((*path, *names)))
+    if error["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+        return f"unknown config key {key}; known: {', '.join(known)}"
+    if error["type"] in ("missing", "union_tag_not_found"):
+        return f"missing required config key {key}"
+    value = error.get("input")
+    shown = f" (got {value!r})" if isinstance(value, str | int | float) else ""
+    return f"{key}: {error['msg']}{shown}"
 
-    def text(
-        self,
-        name: str,
-        default: str | None = None,
-        *,
-        pattern: re.Pattern[str] | None = None,
-        required: bool = False,
-    ) -> str | None:
-        value = self._get(name, str, default, required)
-        if value is not None and pattern is not None and not pattern.match(value):
-            raise InfraConfigError(f"{self.key(name)}: {value!r} must match {pattern.pattern}")
-        return value
 
-    def req_str(self, name: str, *, pattern: re.Pattern[str] | None = None) -> str:
-        value = self.text(name, pattern=pattern, required=True)
-        assert value is not None
-        return value
+def _walk(kind: Any, loc: list[str]) -> tuple[list[str], list[str]]:
+    """The loc without pydantic's union tags, and the keys known in the object it ends in."""
+    names: list[str] = []
+    parent = kind
+    for part in loc:
+        members = _models(kind)
+        if len(members) > 1:  # a tagged union: the loc names the tag before the field
+            tagged = [m for m in members if _tag(m) == part]
+            if tagged:
+                kind = tagged[0]
+                continue
+        parent = kind
+        names.append(part)
+        kind = next((f.annotation for f in _fields(kind) if f.alias == part), None)
+    others = getattr(_models(parent)[0], "OTHER_KEYS", ()) if _models(parent) else ()
+    return names, sorted({*(str(f.alias) for f in _fields(parent)), *others})
 
-    def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
-        value = self._get(name, int, default, False)
-        assert value is not None
-        if value < minimum:
-            raise InfraConfigError(f"{self.key(name)} must be >= {minimum}, got {value}")
-        return value
 
-    def flag(self, name: str, default: bool) -> bool:
-        value = self._get(name, bool, default, False)
-        assert value is not None
-        return value
+def _models(kind: Any) -> list[Any]:
+    args = (
+        typing.get_args(kind)
+        if typing.get_origin(kind) in (typing.Union, types.UnionType)
+        else (kind,)
+    )
+    return [a for a in args if hasattr(a, "__pydantic_fields__")]
 
-    def choice(self, name: str, options: Any, default: str | None = None) -> str:
-        allowed: tuple[str, ...] = get_args(options)
-        value = self.text(name, default, required=default is None)
-        if value not in allowed:
-            raise InfraConfigError(
-                f"unknown {self.key(name)} {value!r}; expected one of: {', '.join(allowed)}"
-            )
-        assert value is not None
-        return value
 
-    def str_list(self, name: str) -> tuple[str, ...]:
-        value = self.raw.get(name)
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-            raise InfraConfigError(f"{self.key(name)} must be a non-empty list of strings")
-        return tuple(value)
+def _fields(kind: Any) -> list[Any]:
+    models = _models(kind)
+    return list(models[0].__pydantic_fields__.values()) if len(models) == 1 else []
 
-    def obj(self, name: str) -> Reader:
-        return Reader(self.raw.get(name), f"{self.path}.{name}" if self.path else name)
+
+def _tag(model: Any) -> str | None:
+    field = getattr(model, "__pydantic_fields__", {}).get("mode")
+    args = typing.get_args(field.annotation) if field is not None else ()
+    return str(args[0]) if args else None

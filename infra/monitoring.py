@@ -8,7 +8,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.assets import load_dashboards, load_rule_groups
+from infra.assets import load_dashboards, stack_rule_groups
 from infra.config import FleetConfig
 from infra.labels import app_labels
 from infra.names import PART_OF, dashboard_configmap_name
@@ -63,7 +63,8 @@ class Monitoring(pulumi.ComponentResource):
                 "podMetricsEndpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}],
             }
             self._monitor("PodMonitor", f"{resource_name}-flower", "celery-flower", flower)
-        groups = load_rule_groups()
+        # Rendered from this stack's resolved catalog: thresholds match its autoscalers.
+        groups = stack_rule_groups(cfg.catalog)
         if groups:
             rules = {"groups": groups}
             self._monitor("PrometheusRule", f"{resource_name}-rules", "celery-fleet", rules)

@@ -1,8 +1,13 @@
-"""Kubernetes object names that are not per-queue (those live in service.naming). Pure."""
+"""Kubernetes object names that are not per-queue (those, and the ports, live in
+service.naming). Pure."""
 
 from __future__ import annotations
 
-from service.naming import k8s_name
+# Re-exported for the infra modules: defined once, in service.naming.
+from service.naming import EXPORTER_PORT as EXPORTER_PORT
+from service.naming import FLOWER_PORT as FLOWER_PORT
+from service.naming import REDIS_PORT as REDIS_PORT
+from service.naming import WORKER_METRICS_PORT as WORKER_METRICS_PORT
 
 PART_OF = "celery-fleet"
 
@@ -18,20 +23,6 @@ REDIS_PASSWORD_KEY = "password"
 BEAT = "celery-beat"
 EXPORTER = "celery-exporter"
 FLOWER = "celery-flower"
-
-# Ports: the worker's FLEET_METRICS_PORT default, the exporter's --port, Flower's default.
-WORKER_METRICS_PORT = 9808
-EXPORTER_PORT = 9809
-FLOWER_PORT = 5555
-REDIS_PORT = 6379
-
-
-def worker_pdb_name(queue: str) -> str:
-    return f"celery-worker-{k8s_name(queue)}"
-
-
-def autoscaler_name(queue: str) -> str:
-    return f"celery-worker-{k8s_name(queue)}"
 
 
 def dashboard_configmap_name(stem: str) -> str:

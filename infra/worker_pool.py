@@ -8,9 +8,9 @@ import pulumi_kubernetes as k8s
 from infra.autoscaler import QueueAutoscaler
 from infra.config import FleetConfig, QueueConfig
 from infra.labels import selector, worker_labels
-from infra.names import WORKER_METRICS_PORT, worker_pdb_name
+from infra.names import WORKER_METRICS_PORT
 from infra.podspec import app_container, env, pod_spec, scratch
-from service.naming import worker_deployment_name
+from service.naming import worker_deployment_name, worker_pdb_name
 
 METRICS_DIR = "/var/run/fleet-metrics"
 HEARTBEAT_DIR = "/var/run/fleet-heartbeat"
@@ -18,18 +18,11 @@ HEARTBEAT_FILE = f"{HEARTBEAT_DIR}/worker.beat"
 
 
 def worker_args(queue: QueueConfig) -> list[str]:
-    """`fleet worker` arguments; time limits passed per pool so the grace period derived
-    from the same hard limit is guaranteed to cover it."""
-    spec = queue.spec
-    return [
-        "worker",
-        "-Q", spec.name,
-        "-c", str(spec.concurrency),
-        "--prefetch-multiplier", str(spec.prefetch_multiplier),
-        "--soft-time-limit", str(spec.soft_time_limit),
-        "--time-limit", str(spec.hard_time_limit),
-        "--hostname", f"{spec.name}@%h",
-    ]  # fmt: skip
+    """`fleet worker` arguments. Only the queue: the worker takes its concurrency, prefetch
+    and time limits from the catalog in the image (service.worker_hooks), the one route
+    for every worker; this program derives the grace period and the per-child memory from
+    the same catalog entry, and passes what only it knows (the pod's memory) as env."""
+    return ["worker", "-Q", queue.name, "--hostname", f"{queue.name}@%h"]
 
 
 class WorkerPool(pulumi.ComponentResource):

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from service.errors import FleetError, SettingsError
+from service.naming import EXPORTER_PORT, FLOWER_PORT, REDIS_PORT, WORKER_METRICS_PORT
 from service.queues import CATALOG
 from service.settings import FleetSettings, load_settings
 
@@ -112,7 +113,9 @@ def flower(ctx: typer.Context) -> None:
 
 @cli.command()
 def exporter(
-    port: int = typer.Option(9809, "--port", min=1, max=65535, help="HTTP port for /metrics."),
+    port: int = typer.Option(
+        EXPORTER_PORT, "--port", min=1, max=65535, help="HTTP port for /metrics."
+    ),
     address: str = typer.Option("0.0.0.0", "--address", help="Listen address."),
 ) -> None:
     """Serve queue lengths, oldest task age and DLQ sizes for Prometheus (and autoscalers)."""
@@ -232,11 +235,13 @@ def dev(
         False, "--json-summary", help="At the end, one JSON object on stdout (view on stderr)."
     ),
     redis_port: int = typer.Option(
-        6379, min=1, max=65535, help="Redis, when none answers at the broker URL."
+        REDIS_PORT, min=1, max=65535, help="Redis, when none answers at the broker URL."
     ),
-    worker_metrics_port: int = typer.Option(9808, min=1, max=65535, help="Worker /metrics port."),
-    exporter_port: int = typer.Option(9809, min=1, max=65535, help="Queue exporter port."),
-    flower_port: int = typer.Option(5555, min=1, max=65535, help="Flower port."),
+    worker_metrics_port: int = typer.Option(
+        WORKER_METRICS_PORT, min=1, max=65535, help="Worker /metrics port."
+    ),
+    exporter_port: int = typer.Option(EXPORTER_PORT, min=1, max=65535, help="Queue exporter port."),
+    flower_port: int = typer.Option(FLOWER_PORT, min=1, max=65535, help="Flower port."),
     prometheus_port: int = typer.Option(
         9090, min=1, max=65535, help="Prometheus port (if installed)."
     ),

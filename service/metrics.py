@@ -6,6 +6,8 @@ writes its own files, and the main process serves the merged view."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram
 
 LABELS = ("queue", "task_name")
@@ -57,6 +59,14 @@ ACTIVE = Gauge("celery_active_tasks", "Tasks running now.", LABELS, multiprocess
 
 class TaskMetrics:
     """The one place that turns task events into metric updates."""
+
+    def initialise(self, label_sets: Iterable[tuple[str, str]]) -> None:
+        """Create the (queue, task_name) series at 0, so a panel shows 0 rather than "No data"
+        before the first event. Only label sets known in advance: `exception` and `reason`
+        take open values and appear with their first event."""
+        for queue, task_name in label_sets:
+            for metric in (STARTED, SUCCEEDED, RETRIED, ACTIVE):
+                metric.labels(queue, task_name)
 
     def started(self, queue: str, task_name: str, wait_seconds: float | None) -> None:
         STARTED.labels(queue, task_name).inc()

@@ -1,4 +1,5 @@
-"""Names derived from a queue name. Every consumer calls these; nothing types them twice."""
+"""Names derived from a queue name, and the fleet's ports. Every consumer (service, infra,
+dashboards, tests) calls or imports these; nothing types them twice."""
 
 from __future__ import annotations
 
@@ -10,6 +11,12 @@ KOMBU_DEFAULT_PRIORITY_STEPS: tuple[int, ...] = (0, 3, 6, 9)
 
 DLQ_PREFIX = "fleet:dlq"
 
+# Ports: the worker's /metrics (FLEET_METRICS_PORT), the queue exporter's, Flower's, Redis'.
+WORKER_METRICS_PORT = 9808
+EXPORTER_PORT = 9809
+FLOWER_PORT = 5555
+REDIS_PORT = 6379
+
 
 def k8s_name(queue: str) -> str:
     """DNS-1123 form of a queue name (Kubernetes forbids underscores)."""
@@ -18,6 +25,16 @@ def k8s_name(queue: str) -> str:
 
 def worker_deployment_name(queue: str) -> str:
     return f"celery-worker-{k8s_name(queue)}"
+
+
+# A pool's PodDisruptionBudget and autoscaler (HPA or ScaledObject) carry its Deployment's
+# name; dashboards and alerts find the HPA by it (KEDA prefixes `keda-hpa-`).
+def worker_pdb_name(queue: str) -> str:
+    return worker_deployment_name(queue)
+
+
+def autoscaler_name(queue: str) -> str:
+    return worker_deployment_name(queue)
 
 
 def priority_list_key(queue: str, priority: int, sep: str = KOMBU_DEFAULT_SEP) -> str:

@@ -10,6 +10,7 @@ Order of precedence (first match wins):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -36,6 +37,20 @@ def _destination(queue: str, catalog: QueueCatalog) -> dict[str, str]:
     # Only the queue: an exchange/routing key here would survive a call-time `queue=`
     # override (Celery merges options key by key) and silently send it to our queue instead.
     return {"queue": catalog.get(queue).name}
+
+
+def tasks_served(
+    queue: str, task_names: Iterable[str], catalog: QueueCatalog = CATALOG
+) -> list[str]:
+    """The tasks a worker of `queue` runs: those routed there by name (the default queue
+    takes the unmatched ones). A queue without task patterns is reached through the dynamic
+    router, which may send it any task."""
+    names = sorted(task_names)
+    spec = catalog.get(queue)
+    if not spec.task_patterns and queue != catalog.default_queue:
+        return names
+    router = CatalogRouter(catalog)
+    return [n for n in names if (router.queue_for(n) or catalog.default_queue) == queue]
 
 
 def check_priority(priority: object) -> None:

@@ -15,7 +15,12 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.errors import SettingsError
-from service.naming import KOMBU_DEFAULT_PRIORITY_STEPS, KOMBU_DEFAULT_SEP
+from service.naming import (
+    FLOWER_PORT,
+    KOMBU_DEFAULT_PRIORITY_STEPS,
+    KOMBU_DEFAULT_SEP,
+    WORKER_METRICS_PORT,
+)
 from service.queues import CATALOG
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -69,7 +74,7 @@ class FleetSettings(BaseSettings):
     max_memory_per_child_kb: int = Field(default=512_000, ge=10_000)
 
     # Worker observability.
-    metrics_port: int = Field(default=9808, ge=0, le=65535)
+    metrics_port: int = Field(default=WORKER_METRICS_PORT, ge=0, le=65535)
     metrics_dir: Path = Path("/tmp/fleet-metrics")
     heartbeat_file: Path = Path("/tmp/fleet-heartbeat/worker.beat")
     heartbeat_interval: float = Field(default=5.0, gt=0)
@@ -96,7 +101,7 @@ class FleetSettings(BaseSettings):
     external_api_window_seconds: float = Field(default=1.0, gt=0)
 
     # Flower.
-    flower_port: int = Field(default=5555, ge=1, le=65535)
+    flower_port: int = Field(default=FLOWER_PORT, ge=1, le=65535)
     flower_basic_auth: SecretStr | None = None  # "user:password"
 
     @field_validator("broker_url", "result_backend", "dlq_url")

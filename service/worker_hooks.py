@@ -12,6 +12,7 @@ from service.heartbeat import HeartbeatStep
 from service.metrics import task_metrics
 from service.queue_stats import SENT_AT_HEADER
 from service.queues import CATALOG, PRIORITY_STEPS
+from service.routing import tasks_served
 
 _started_at: dict[str, float] = {}
 
@@ -121,9 +122,25 @@ def _on_worker_start(sender: Any = None, **_: Any) -> None:
     from service.metrics_server import serve_worker_metrics
     from service.settings import get_settings
 
+    if sender is not None:
+        initialise_task_metrics(sender.app)
     port = get_settings().metrics_port
     if port:
         serve_worker_metrics(port)
+
+
+def initialise_task_metrics(app: Any) -> None:
+    """Every (queue, task) this worker serves starts at 0. Runs once, in the main process
+    before the pool forks (worker_init), so it costs the tasks nothing."""
+    queues = app.amqp.queues
+    consumed = queues.consume_from or queues  # None: Celery consumes every declared queue
+    names = [name for name in app.tasks if not name.startswith("celery.")]
+    task_metrics.initialise(
+        (queue, task)
+        for queue in consumed
+        if queue in CATALOG
+        for task in tasks_served(queue, names)
+    )
 
 
 def _on_setup_logging(**_: Any) -> None:

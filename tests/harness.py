@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import redis
@@ -45,12 +45,18 @@ def wait_until(
         time.sleep(interval)
 
 
+def unavailable(what: str) -> NoReturn:
+    """A dependency is missing: skip locally, FAIL in CI (`CI` set), where a skip would hide
+    a missing install. The one place that decides; every test and fixture calls this."""
+    if IN_CI:
+        pytest.fail(f"{what} (CI must provide it: make setup)")
+    pytest.skip(what)
+
+
 def require_binary(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        if IN_CI:
-            pytest.fail(f"{name} is not installed (CI must provide it: make setup)")
-        pytest.skip(f"{name} not installed")
+        unavailable(f"{name} is not installed")
     return path
 
 
@@ -161,8 +167,5 @@ def discard_redis(server: RedisServer) -> None:
 
 
 def need_redis(available: bool, what: str) -> None:
-    """Skip without Redis locally; fail in CI, where a skip would hide a missing install."""
     if not available:
-        if IN_CI:
-            pytest.fail(f"{what} (CI must provide it: make setup)")
-        pytest.skip(what)
+        unavailable(what)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 
+from service.naming import EXPORTER_PORT, FLOWER_PORT, REDIS_PORT, WORKER_METRICS_PORT
+
 DEFAULT_PORTS = {
-    "redis": 6379,
-    "worker_metrics": 9808,
-    "exporter": 9809,
-    "flower": 5555,
+    "redis": REDIS_PORT,
+    "worker_metrics": WORKER_METRICS_PORT,
+    "exporter": EXPORTER_PORT,
+    "flower": FLOWER_PORT,
     "prometheus": 9090,
     "smtp": 8025,
     "external_api": 8099,

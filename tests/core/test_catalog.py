@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from service.naming import (
+    autoscaler_name,
     dlq_entries_key,
     k8s_name,
     priority_list_key,
     priority_list_keys,
     worker_deployment_name,
+    worker_pdb_name,
 )
 from service.queues import CATALOG, Autoscaling, CatalogError, QueueCatalog, QueueSpec
 
@@ -110,3 +115,23 @@ def test_queue_for_delivery(delivery_info: dict[str, str] | None, queue: str) ->
     from service.dlq.capture import queue_for_delivery
 
     assert queue_for_delivery(delivery_info) == queue
+
+
+def test_ports_have_one_home() -> None:
+    # Given every module of the service, the infra and the dashboards, then only
+    # service/naming.py types the fleet's ports; the rest import them.
+    root = Path(__file__).resolve().parents[2]
+    port = re.compile(r"\b(9808|9809|5555)\b")
+    offenders = [
+        str(path.relative_to(root))
+        for package in ("service", "infra", "dashboards", "policy")
+        for path in sorted((root / package).rglob("*.py"))
+        if path.name != "naming.py" and port.search(path.read_text())
+    ]
+    assert offenders == []
+
+
+@pytest.mark.parametrize("queue", CATALOG.names)
+def test_a_pools_objects_share_its_deployment_name(queue: str) -> None:
+    name = worker_deployment_name(queue)
+    assert worker_pdb_name(queue) == autoscaler_name(queue) == name

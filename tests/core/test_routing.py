@@ -57,10 +57,21 @@ ROUTES = [
 def test_router_picks_queue(
     task: str, kwargs: dict[str, Any], options: dict[str, Any], queue: str
 ) -> None:
-    expected = options.get("queue") or queue
-    picked = CatalogRouter().queue_for(task, kwargs)
-    if not options:
-        assert picked == expected
+    from service import app
+
+    # Celery's own routing (our router, then the call-time options merged over it) picks
+    # the expected queue on every route, the call-time override included
+    route = app.amqp.router.route(dict(options), task, (), kwargs)
+    assert route["queue"].name == queue
+    # with no exchange/routing key left over from a rule to divert the message elsewhere
+    spec = CATALOG.get(queue)
+    assert route.get("exchange", spec.exchange) == spec.exchange
+    assert route.get("routing_key", spec.routing_key) == spec.routing_key
+    if options:
+        # and the override really overrode: the rules alone would have picked another queue
+        assert (CatalogRouter().queue_for(task, kwargs) or CATALOG.default_queue) != queue
+    else:
+        assert (CatalogRouter().queue_for(task, kwargs) or CATALOG.default_queue) == queue
 
 
 def test_each_route_lands_in_its_redis_list_then_is_consumed(

@@ -6,16 +6,23 @@ from pathlib import Path
 
 import pytest
 
-from infra.assets import ALERTS_DIR, DASHBOARDS_DIR, load_dashboards, load_rule_groups
+from dashboards.alerts import render_rules
+from infra.assets import (
+    ALERTS_DIR,
+    DASHBOARDS_DIR,
+    GENERATED_RULES,
+    load_dashboards,
+    load_rule_groups,
+    stack_rule_groups,
+)
 from infra.config_reader import InfraConfigError
 from infra.names import dashboard_configmap_name
+from service.queues import CATALOG
 
 
 def test_real_rule_files_load_as_groups() -> None:
-    files = sorted(ALERTS_DIR.glob("*.yaml"))
+    assert sorted(ALERTS_DIR.glob("*.yaml")), "alerts/*.yaml are committed"
     groups = load_rule_groups()
-    if not files:
-        pytest.skip("no alerts/*.yaml yet")
     assert groups and all(g["rules"] for g in groups)
 
 
@@ -32,6 +39,18 @@ def test_rule_files_are_checked(tmp_path: Path) -> None:
     (tmp_path / "b.yaml").write_text("rules: []\n")
     with pytest.raises(InfraConfigError, match="groups"):
         load_rule_groups(tmp_path)
+
+
+def test_a_stack_deploys_its_own_render_plus_hand_written_rule_files(tmp_path: Path) -> None:
+    # Given a stale generated file and a hand-written one
+    (tmp_path / GENERATED_RULES).write_text("groups:\n- name: stale\n  rules: []\n")
+    (tmp_path / "team.yaml").write_text("groups:\n- name: team\n  rules: []\n")
+    # Then the stack gets its own render instead of the stale file, and the team's rules
+    groups = stack_rule_groups(CATALOG, tmp_path)
+    names = [g["name"] for g in groups]
+    assert "stale" not in names and "team" in names
+    rendered = [g["name"] for g in load_rule_groups(tmp_path, generated=render_rules(CATALOG))]
+    assert names == rendered and "celery-fleet.queues" in names
 
 
 def test_real_dashboards_load_verbatim() -> None:

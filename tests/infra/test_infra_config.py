@@ -9,7 +9,7 @@ import pytest
 from infra_harness import run_stack
 from infra_manifests import manifests, pod_spec
 
-from infra.config import GRACE_MARGIN_SECONDS, parse_config
+from infra.config import GRACE_MARGIN_SECONDS, InClusterRedisConfig, parse_config
 from infra.config_reader import InfraConfigError
 from service.queues import CATALOG
 
@@ -39,7 +39,7 @@ def test_defaults_come_from_the_catalog() -> None:
         assert q.max_replicas == q.spec.autoscaling.max_replicas
         assert q.termination_grace_seconds == q.spec.hard_time_limit + GRACE_MARGIN_SECONDS
         assert q.max_memory_per_child_kb >= 10_000
-    assert cfg.redis.in_cluster is not None and cfg.redis.elasticache is None
+    assert isinstance(cfg.redis, InClusterRedisConfig)
 
 
 def test_overrides_apply_per_queue() -> None:
@@ -170,3 +170,40 @@ def test_the_digest_ci_passes_reaches_every_fleet_pod_and_the_image_export() -> 
     }
     assert fleet_images == {image}
     assert data["exports"]["image"] == {"value": image, "secret": False}
+
+
+def test_an_unknown_key_lists_the_known_ones() -> None:
+    with pytest.raises(InfraConfigError) as top:
+        parse_config(with_(replicas=3), "dev")
+    assert "unknown config key celery-fleet:replicas" in str(top.value)
+    assert "queues" in str(top.value) and "autoscaler" in str(top.value)
+    with pytest.raises(InfraConfigError) as nested:
+        parse_config(with_(queues={"email": {"resources": {"memroy": "1Gi"}}}), "dev")
+    message = str(nested.value)
+    assert "celery-fleet:queues.email.resources.memroy" in message
+    assert "cpu, cpuLimit, memory, memoryLimit" in message
+
+
+def test_the_resolved_catalog_carries_the_stacks_autoscaling() -> None:
+    # Given overrides of one queue, then the stack's catalog (what its rules are rendered
+    # from) has them, and every other queue keeps the catalog's values
+    cfg = parse_config(with_(queues={"email": {"maxReplicas": 7, "backlogPerReplica": 9}}), "dev")
+    email = cfg.catalog.get("email")
+    assert (email.autoscaling.max_replicas, email.autoscaling.backlog_per_replica) == (7, 9)
+    assert email.task_patterns == CATALOG.get("email").task_patterns
+    for name in CATALOG.names:
+        if name != "email":
+            assert cfg.catalog.get(name) == CATALOG.get(name)
+
+
+def test_partial_resources_keep_the_other_defaults() -> None:
+    cfg = parse_config(with_(queues={"reports": {"resources": {"cpu": "2"}}}), "dev")
+    resources = cfg.queue("reports").resources
+    assert resources.cpu_request == "2"
+    assert resources.memory_limit == f"{(128 + 128 * 2) * 2}Mi"
+
+
+@pytest.mark.parametrize("value", [True, "3", 2.5])
+def test_replica_counts_must_be_integers(value: Any) -> None:
+    with pytest.raises(InfraConfigError, match=r"celery-fleet:queues\.email\.maxReplicas"):
+        parse_config(with_(queues={"email": {"maxReplicas": value}}), "dev")

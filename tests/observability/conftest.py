@@ -3,26 +3,16 @@ the promtool/prometheus binaries (missing: skip locally, FAIL when `CI` is set).
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from harness import require_binary
 
 REPO = Path(__file__).resolve().parents[2]
 RULE_FILES = sorted((REPO / "alerts").glob("*.yaml"))
 RULE_TEST_FILES = sorted((REPO / "alerts" / "tests").glob("*.yaml"))
-
-
-def binary(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{name} is not installed; CI must provide it (make setup)")
-        pytest.skip(f"{name} not installed (apt-get install prometheus)")
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -32,12 +22,12 @@ def repo() -> Path:
 
 @pytest.fixture(scope="session")
 def promtool() -> str:
-    return binary("promtool")
+    return require_binary("promtool")
 
 
 @pytest.fixture(scope="session")
 def prometheus_binary() -> str:
-    return binary("prometheus")
+    return require_binary("prometheus")
 
 
 def load_yaml(path: Path) -> Any:

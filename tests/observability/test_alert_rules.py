@@ -10,7 +10,13 @@ from typing import Any
 
 import pytest
 
-from dashboards.alerts import backlog_threshold, duration_warning_seconds, oldest_age_slo_seconds
+from dashboards.alerts import (
+    HARD_LIMIT_RATIO,
+    backlog_threshold,
+    duration_warning_seconds,
+    oldest_age_slo_seconds,
+)
+from service.naming import autoscaler_name
 from service.queues import CATALOG
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,9 +92,9 @@ def test_per_queue_thresholds_come_from_the_catalog(
     assert age.rstrip().endswith(f"> {oldest_age_slo_seconds(spec)}")
     duration = per_queue(alert_rules, "CeleryTaskNearHardTimeLimit")[queue]["expr"]
     assert duration.rstrip().endswith(f"> {duration_warning_seconds(spec):g}")
-    assert duration_warning_seconds(spec) == pytest.approx(0.8 * spec.hard_time_limit)
+    assert duration_warning_seconds(spec) == pytest.approx(HARD_LIMIT_RATIO * spec.hard_time_limit)
     hpa = per_queue(alert_rules, "CeleryAutoscalerAtMaxReplicas")[queue]["expr"]
-    hpa_name = f"celery-worker-{queue.replace('_', '-')}"
+    hpa_name = autoscaler_name(queue)
     assert f'horizontalpodautoscaler=~"(?:keda-hpa-)?{hpa_name}"' in hpa
     for expr in (backlog, age, duration):
         assert f'queue="{queue}"' in expr

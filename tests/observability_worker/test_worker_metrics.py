@@ -83,3 +83,48 @@ def test_worker_logs_are_json_with_task_context(
     # And the secret never appears, while the key does (masked)
     assert "hunter2" not in worker.log()
     assert "password" in worker.log()
+
+
+def samples(port: int, name: str) -> dict[tuple[str, str], float]:
+    """(queue, task_name) -> value of one sample name."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (s.labels["queue"], s.labels["task_name"]): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    }
+
+
+def test_known_label_sets_start_at_zero_and_settings_come_from_the_catalog(
+    celery_app: Any, redis_client: redis.Redis, worker_factory: Any
+) -> None:
+    from service.queues import CATALOG
+    from service.routing import tasks_served
+
+    # Given a worker of a queue started without -c (its settings come from the catalog)
+    queue = "heavy_processing"
+    worker = worker_factory(queue, concurrency=None)
+    assert f"concurrency: {CATALOG.get(queue).concurrency} (prefork)" in worker.log()
+    celery_app.loader.import_default_modules()
+    served = tasks_served(queue, [n for n in celery_app.tasks if not n.startswith("celery.")])
+    assert "service.tasks.diagnostics.noop" in served
+    # When nothing ran yet, then every (queue, task) it serves is scraped at 0
+    expected = {(queue, task): 0.0 for task in served}
+    for name in ("celery_task_started_total", "celery_task_retried_total", "celery_active_tasks"):
+        assert samples(worker.metrics_port, name) == expected, name
+    # and labels with open values (exception) wait for their first event
+    assert samples(worker.metrics_port, "celery_task_failed_total") == {}
+    # When one task runs in a child, then its count adds to the same series
+    celery_app.send_task("service.tasks.diagnostics.noop", args=[1], queue=queue).get(timeout=30)
+    started = wait_until(
+        lambda: (
+            (s := samples(worker.metrics_port, "celery_task_succeeded_total"))
+            and s[(queue, "service.tasks.diagnostics.noop")] == 1
+            and s
+        ),
+        20,
+        message="one success",
+    )
+    assert sum(started.values()) == 1 and set(started) == set(expected)
