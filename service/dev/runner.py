@@ -20,6 +20,7 @@ from typing import Any
 import redis
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 
 from service.dev.observe import Observer, Snapshot
 from service.dev.outcome import outcomes
@@ -231,7 +232,7 @@ def run(settings: FleetSettings, options: Options) -> int:
     except StartupError as exc:
         state.stopped_by = "startup failed"
         state.failure = {"error": str(exc)}
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
     finally:
         stop.set()
         console.print("stopping (Ctrl-C again to kill at once)...")
