@@ -109,7 +109,7 @@ class Run:
             f"{component.exit_code()}; last lines of {component.log}:",
             highlight=False,
         )
-        self.console.print(tail, markup=False, highlight=False)
+        self.console.print(tail, markup=False, highlight=False, soft_wrap=True)
         return component
 
 
@@ -152,7 +152,7 @@ def _wait_for_worker(run: Run, observer: Observer) -> bool:
     run.stopped_by = "component did not start"
     worker = run.processes.components["worker"]
     run.console.print(f"[bold red]worker not ready after 90 s[/]; last lines of {worker.log}:")
-    run.console.print(log_tail(worker.log), markup=False, highlight=False)
+    run.console.print(log_tail(worker.log), markup=False, highlight=False, soft_wrap=True)
     return False
 
 
