@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 def final_view(
     final: Snapshot, designed: list[dict[str, Any]], elapsed: float, notes: tuple[str, ...]
 ) -> RenderableType:
-    figures = live_view(final, elapsed, "celery-fleet dev: final figures after", notes)
+    figures = live_view(final, elapsed, "celery-fleet dev: final figures", notes)
     if not designed:
         return figures
     paths = Table(title="what the demo workload's designed tasks became", title_justify="left")

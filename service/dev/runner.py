@@ -20,6 +20,7 @@ from typing import Any
 import redis
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 
 from service.dev.observe import Observer, Snapshot
 from service.dev.outcome import outcomes
@@ -108,7 +109,7 @@ class Run:
             f"{component.exit_code()}; last lines of {component.log}:",
             highlight=False,
         )
-        self.console.print(tail, markup=False, highlight=False)
+        self.console.print(tail, markup=False, highlight=False, soft_wrap=True)
         return component
 
 
@@ -151,7 +152,7 @@ def _wait_for_worker(run: Run, observer: Observer) -> bool:
     run.stopped_by = "component did not start"
     worker = run.processes.components["worker"]
     run.console.print(f"[bold red]worker not ready after 90 s[/]; last lines of {worker.log}:")
-    run.console.print(log_tail(worker.log), markup=False, highlight=False)
+    run.console.print(log_tail(worker.log), markup=False, highlight=False, soft_wrap=True)
     return False
 
 
@@ -231,7 +232,7 @@ def run(settings: FleetSettings, options: Options) -> int:
     except StartupError as exc:
         state.stopped_by = "startup failed"
         state.failure = {"error": str(exc)}
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
     finally:
         stop.set()
         console.print("stopping (Ctrl-C again to kill at once)...")

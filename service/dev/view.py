@@ -62,7 +62,7 @@ def live_view(
 ) -> RenderableType:
     # Compact, so the whole table fits an 80-column terminal.
     table = Table(
-        title=f"{title}  {elapsed:.0f}s",
+        title=Text(f"{title} [{elapsed:.0f} s]"),
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
