@@ -25,11 +25,11 @@ if used < limit then
   local ttl_ms = math.ceil(window_us / 1000) + 1000
   redis.call('PEXPIRE', key, ttl_ms)
   redis.call('PEXPIRE', seq_key, ttl_ms)
-  return {1, 0}
+  return {1, 0, now_us}
 end
 local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
 local wait_us = tonumber(oldest[2]) + window_us - now_us
-return {0, wait_us}
+return {0, wait_us, now_us}
 """
 
 
@@ -37,6 +37,9 @@ return {0, wait_us}
 class Decision:
     allowed: bool
     retry_after: float  # seconds until a slot frees up; 0 when allowed
+    # Redis server time of the decision (epoch seconds): a grant's exact place in the
+    # window, which callers can record without their own scheduling delay in it.
+    at: float
 
 
 class ClusterRateLimiter:
@@ -56,7 +59,8 @@ class ClusterRateLimiter:
         self._script = client.register_script(_ACQUIRE)
 
     def try_acquire(self) -> Decision:
-        allowed, wait_us = self._script(keys=self._keys, args=[self.limit, self.window_us])
+        allowed, wait_us, now_us = self._script(keys=self._keys, args=[self.limit, self.window_us])
+        at = int(now_us) / 1_000_000
         if int(allowed) == 1:
-            return Decision(True, 0.0)
-        return Decision(False, max(int(wait_us), 1000) / 1_000_000)
+            return Decision(True, 0.0, at)
+        return Decision(False, max(int(wait_us), 1000) / 1_000_000, at)

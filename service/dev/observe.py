@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from service.dev.stubs import max_in_window
 from service.dlq.store import DLQStore
 from service.queues import CATALOG
-from service.tasks.analytics import EXTERNAL_CALLS_KEY
+from service.tasks.analytics import EXTERNAL_CALLS_KEPT, EXTERNAL_CALLS_KEY
 
 SCRAPE_TIMEOUT = 2.0
 # Per-queue column -> (source, metric); the worker's counters carry a `_total` sample.
@@ -36,7 +36,6 @@ EXPORTER_COLUMNS = {
 # Grant times are recorded by the task right after the limiter says yes, a few ms after the
 # Redis clock granted them, so the check uses a slightly shorter window than the limit's.
 RATE_WINDOW_SLACK = 0.95
-RECENT_GRANTS = 1000
 COLUMNS = ("waiting", "running", "succeeded", "retried", "failed", "dead_lettered", "dlq_size")
 
 
@@ -169,7 +168,7 @@ class Observer:
         if self.broker is None:
             return {}
         try:
-            raw = self.broker.lrange(EXTERNAL_CALLS_KEY, -RECENT_GRANTS, -1)
+            raw = self.broker.lrange(EXTERNAL_CALLS_KEY, -EXTERNAL_CALLS_KEPT, -1)
         except redis.RedisError:
             unavailable.append("broker")
             return {}

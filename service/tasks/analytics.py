@@ -4,7 +4,6 @@ under a cluster-wide rate limit."""
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 from typing import Any
 
@@ -17,7 +16,10 @@ from service.settings import get_settings
 from service.tasks.base import FleetTask
 
 EXTERNAL_API_LIMIT_NAME = "external-api"
+# The server times of the latest grants (newest last), so anyone can check the limit held;
+# trimmed so it never grows with the number of calls.
 EXTERNAL_CALLS_KEY = "fleet:analytics:external-calls"
+EXTERNAL_CALLS_KEPT = 1000
 
 
 @shared_task(base=FleetTask, name="service.tasks.analytics.aggregate_events")
@@ -58,7 +60,10 @@ def enrich_event(self: FleetTask, event_id: str, api_url: str) -> dict[str, Any]
     decision = _limiter().try_acquire()
     if not decision.allowed:
         raise self.retry(countdown=decision.retry_after, exc=None)
-    broker_redis().rpush(EXTERNAL_CALLS_KEY, time.time())
+    record = broker_redis().pipeline(transaction=False)
+    record.rpush(EXTERNAL_CALLS_KEY, decision.at)
+    record.ltrim(EXTERNAL_CALLS_KEY, -EXTERNAL_CALLS_KEPT, -1)
+    record.execute()
     try:
         with urllib.request.urlopen(f"{api_url}?event={event_id}", timeout=10) as response:
             payload: dict[str, Any] = json.loads(response.read() or b"{}")
