@@ -1,7 +1,7 @@
 """Writes the multiprocess metric files that N recycled worker children leave behind.
 
 Run as a script in a fresh interpreter with PROMETHEUS_MULTIPROC_DIR set: prometheus_client
-picks its value class at import. The real metric objects of service.metrics write the files;
+picks its value class at import. The real metric objects of service.worker.metrics write the files;
 only the process identifier is faked, so one process can play N children that have exited
 (their pids can never exist) plus one that is alive. Prints the files written as JSON.
 
@@ -29,7 +29,7 @@ TASKS = (
 
 
 def play_child(seed: int) -> None:
-    from service.metrics import task_metrics
+    from service.worker.metrics import task_metrics
 
     rng = random.Random(seed)
     for queue, task in TASKS:
@@ -49,14 +49,14 @@ def play_child(seed: int) -> None:
 def main(children: int, live_pid: int) -> None:
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     pid = [FIRST_DEAD_PID]
-    # Before service.metrics is imported, so every labelled child value uses this class.
+    # Before service.worker.metrics is imported, so every labelled child value uses this class.
     values.ValueClass = values.MultiProcessValue(lambda: pid[0])
     for i in range(children):
         pid[0] = FIRST_DEAD_PID + i
         play_child(i)
     # A live process with an unfinished task: its files stay and its gauge counts.
     pid[0] = live_pid
-    from service.metrics import task_metrics
+    from service.worker.metrics import task_metrics
 
     play_child(children)
     task_metrics.started("default", "service.tasks.diagnostics.noop", 0.5)

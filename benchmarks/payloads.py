@@ -9,7 +9,7 @@ from typing import Any
 from envelopes import call_body
 from envelopes import envelope as raw_envelope
 
-from service.queue_stats import SENT_AT_HEADER
+from service.exporter.queue_stats import SENT_AT_HEADER
 
 NOOP = "service.tasks.diagnostics.noop"
 
@@ -44,7 +44,7 @@ def dlq_item(i: int, queue: str = "default") -> tuple[dict[str, Any], dict[str, 
 
 
 def queued_message(i: int, queue: str, sent_at: float | None = None) -> bytes:
-    """A small waiting message as kombu LPUSHes it, stamped like service.worker_hooks does."""
+    """A small waiting message as kombu LPUSHes it, stamped like service.worker.hooks does."""
     raw = envelope(f"{queue}-{i}", i)
     raw["headers"][SENT_AT_HEADER] = time.time() if sent_at is None else sent_at
     raw["properties"]["delivery_info"]["routing_key"] = queue

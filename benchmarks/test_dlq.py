@@ -11,9 +11,9 @@ import pytest
 import redis
 from payloads import dlq_item
 
+from service.catalog.queues import CATALOG
+from service.config.settings import get_settings
 from service.dlq.store import DLQStore, Filter
-from service.queues import CATALOG
-from service.settings import get_settings
 
 LARGE = 100_000
 SMALL = 1_000

@@ -11,10 +11,10 @@ import pytest
 import redis
 from payloads import queued_message
 
-from service.naming import priority_list_key
-from service.queue_stats import read_queue_stats
-from service.queues import CATALOG
-from service.settings import get_settings
+from service.catalog.naming import priority_list_key
+from service.catalog.queues import CATALOG
+from service.config.settings import get_settings
+from service.exporter.queue_stats import read_queue_stats
 
 PER_QUEUE = 10_000
 SENT_AT_START = 1_700_000_000.0

@@ -20,7 +20,7 @@ import pytest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from service.metrics_server import CompactingCollector
+from service.worker.metrics_server import CompactingCollector
 
 DEAD_CHILDREN = 300
 GENERATOR = Path(__file__).with_name("dead_children.py")
@@ -35,7 +35,7 @@ _medians: dict[str, float] = {}
 @pytest.fixture(scope="module")
 def dead_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Counter, histogram and live-gauge files of 300 exited children plus one live process
-    (this one, with one task running), written by the real service.metrics objects in a
+    (this one, with one task running), written by the real service.worker.metrics objects in a
     fresh interpreter with PROMETHEUS_MULTIPROC_DIR set."""
     directory = tmp_path_factory.mktemp("multiproc")
     done = subprocess.run(

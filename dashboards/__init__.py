@@ -1,6 +1,6 @@
 """Grafana dashboards and Prometheus alert rules for celery-fleet, generated from the queue
-catalog (`service.queues.CATALOG`). `python -m dashboards.generate` writes the committed files:
-`dashboards/*.json` and `alerts/*.yaml`."""
+catalog (`service.catalog.queues.CATALOG`). `python -m dashboards.generate` writes the
+committed files: `dashboards/*.json` and `alerts/*.yaml`."""
 
 from __future__ import annotations
 

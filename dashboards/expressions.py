@@ -8,7 +8,7 @@ from typing import Any
 
 from dashboards import overview, queue
 from dashboards.panels import to_json
-from service.queues import CATALOG
+from service.catalog.queues import CATALOG
 
 # What Grafana would put in place of its variables, for running the queries outside Grafana.
 SUBSTITUTIONS: dict[str, str] = {

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from service.naming import worker_deployment_name
-from service.queues import CATALOG
+from service.catalog.naming import worker_deployment_name
+from service.catalog.queues import CATALOG
 
 # Grafana's own variable; `dashboards.expressions` substitutes it for the integration test.
 RATE_INTERVAL = "$__rate_interval"
 
-# KSM names worker objects `celery-worker-<queue with "_" -> "-">` (service.naming). In the
+# KSM names worker objects `celery-worker-<queue with "_" -> "-">` (service.catalog.naming). In the
 # infra's KEDA mode the HPA is KEDA's own, named `keda-hpa-<ScaledObject name>`.
 WORKER_PREFIX = worker_deployment_name("")
 KEDA_HPA = "(?:keda-hpa-)?"
@@ -79,7 +79,7 @@ def kube_by_queue(metric: str, object_label: str) -> str:
 
     KSM only knows `celery-worker-high-priority`; the queue label is recovered by stripping
     the prefix (and KEDA's) and turning each "-" back into "_" (queue names never contain
-    "-", so this inverts `service.naming.k8s_name`). PromQL has no replace-all, so the
+    "-", so this inverts `service.catalog.naming.k8s_name`). PromQL has no replace-all, so the
     replacement is nested once per underscore the catalog's longest-underscored name needs.
     """
     expr = (

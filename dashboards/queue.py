@@ -18,7 +18,7 @@ from dashboards.panels import (
     single_stat,
 )
 from dashboards.promql import exporter_gauge, kube_by_queue, only_queue, quantile, rate_sum, ratio
-from service.queues import CATALOG
+from service.catalog.queues import CATALOG
 
 TITLE = "Celery fleet: queue"
 QUEUE_VAR = "queue"
@@ -141,8 +141,9 @@ def build() -> dash.Dashboard:
                     for q in QUANTILES
                 ],
                 unit="s",
-                description="The hard time limit of each queue is in service/queues.py; the "
-                "CeleryTaskNearHardTimeLimit alert fires at 80% of it (p99).",
+                description="The hard time limit of each queue is in "
+                "service/catalog/queues.py; the CeleryTaskNearHardTimeLimit alert fires at 80% "
+                "of it (p99).",
             )
         )
         .with_panel(

@@ -11,7 +11,7 @@ import yaml
 
 from dashboards.alerts import RULES_FILE, render_rules
 from infra.config_reader import InfraConfigError
-from service.queues import QueueCatalog
+from service.catalog.queues import QueueCatalog
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ALERTS_DIR = REPO_ROOT / "alerts"

@@ -12,7 +12,7 @@ import pulumi_kubernetes as k8s
 
 from infra.config import AutoscalerConfig, QueueConfig
 from infra.labels import app_labels
-from service.naming import autoscaler_name
+from service.catalog.naming import autoscaler_name
 
 METRIC = "celery_queue_length"
 

@@ -43,7 +43,7 @@ from infra.config_sections import (
     PullPolicy,
     Resources,
 )
-from service.queues import CATALOG, Autoscaling, QueueCatalog, QueueSpec
+from service.catalog.queues import CATALOG, Autoscaling, QueueCatalog, QueueSpec
 
 __all__ = [  # the section models are part of this module's interface
     "AutoscalerConfig",
@@ -206,7 +206,7 @@ def _queues(
         if name not in catalog:
             raise InfraConfigError(
                 f"unknown queue {config_key(f'queues.{name}')}: {name!r} is not in "
-                f"service/queues.py CATALOG (known: {', '.join(catalog.names)})"
+                f"service/catalog/queues.py CATALOG (known: {', '.join(catalog.names)})"
             )
     floor = 0 if mode == "keda" else 1
     return tuple(

@@ -1,13 +1,13 @@
 """Kubernetes object names that are not per-queue (those, and the ports, live in
-service.naming). Pure."""
+service.catalog.naming). Pure."""
 
 from __future__ import annotations
 
-# Re-exported for the infra modules: defined once, in service.naming.
-from service.naming import EXPORTER_PORT as EXPORTER_PORT
-from service.naming import FLOWER_PORT as FLOWER_PORT
-from service.naming import REDIS_PORT as REDIS_PORT
-from service.naming import WORKER_METRICS_PORT as WORKER_METRICS_PORT
+# Re-exported for the infra modules: defined once, in service.catalog.naming.
+from service.catalog.naming import EXPORTER_PORT as EXPORTER_PORT
+from service.catalog.naming import FLOWER_PORT as FLOWER_PORT
+from service.catalog.naming import REDIS_PORT as REDIS_PORT
+from service.catalog.naming import WORKER_METRICS_PORT as WORKER_METRICS_PORT
 
 PART_OF = "celery-fleet"
 

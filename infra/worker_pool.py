@@ -10,7 +10,7 @@ from infra.config import FleetConfig, QueueConfig
 from infra.labels import selector, worker_labels
 from infra.names import WORKER_METRICS_PORT
 from infra.podspec import app_container, env, pod_spec, scratch
-from service.naming import worker_deployment_name, worker_pdb_name
+from service.catalog.naming import worker_deployment_name, worker_pdb_name
 
 METRICS_DIR = "/var/run/fleet-metrics"
 HEARTBEAT_DIR = "/var/run/fleet-heartbeat"
@@ -19,7 +19,7 @@ HEARTBEAT_FILE = f"{HEARTBEAT_DIR}/worker.beat"
 
 def worker_args(queue: QueueConfig) -> list[str]:
     """`fleet worker` arguments. Only the queue: the worker takes its concurrency, prefetch
-    and time limits from the catalog in the image (service.worker_hooks), the one route
+    and time limits from the catalog in the image (service.worker.hooks), the one route
     for every worker; this program derives the grace period and the per-child memory from
     the same catalog entry, and passes what only it knows (the pod's memory) as env."""
     return ["worker", "-Q", queue.name, "--hostname", f"{queue.name}@%h"]

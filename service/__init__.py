@@ -1,6 +1,6 @@
 """celery-fleet service: `celery -A service worker -Q <queue>` finds `service.app`.
 
-The app is imported lazily so that `import service.queues` (infra, dashboards, alerts) stays
+The app is imported lazily so that `import service.catalog.queues` (infra, dashboards, alerts) stays
 standard-library only and never needs broker settings."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 def __getattr__(name: str) -> Any:
     if name == "app":
-        from service.celery_app import app
+        from service.config.celery_app import app
 
         return app
     raise AttributeError(f"module 'service' has no attribute {name!r}")

@@ -12,10 +12,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from service.catalog.naming import EXPORTER_PORT, FLOWER_PORT, REDIS_PORT, WORKER_METRICS_PORT
+from service.catalog.queues import CATALOG
+from service.config.settings import FleetSettings, load_settings
 from service.errors import FleetError, SettingsError
-from service.naming import EXPORTER_PORT, FLOWER_PORT, REDIS_PORT, WORKER_METRICS_PORT
-from service.queues import CATALOG
-from service.settings import FleetSettings, load_settings
 
 cli = typer.Typer(
     name="fleet",
@@ -119,8 +119,8 @@ def exporter(
     address: str = typer.Option("0.0.0.0", "--address", help="Listen address."),
 ) -> None:
     """Serve queue lengths, oldest task age and DLQ sizes for Prometheus (and autoscalers)."""
-    from service.exporter import serve
-    from service.logs import configure_logging
+    from service.exporter.server import serve
+    from service.worker.logs import configure_logging
 
     configure_logging(settings_or_exit())
     serve(port=port, address=address)
@@ -131,7 +131,7 @@ def probe(
     max_age: float | None = typer.Option(None, help="Seconds; default FLEET_HEARTBEAT_MAX_AGE."),
 ) -> None:
     """Liveness probe: exit 0 when the worker heartbeat is fresh, 1 when stale or missing."""
-    from service.heartbeat import age_seconds
+    from service.worker.heartbeat import age_seconds
 
     settings = settings_or_exit()
     limit = settings.heartbeat_max_age if max_age is None else max_age

@@ -14,9 +14,9 @@ from typing import Any
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from service.catalog.queues import CATALOG
 from service.dev.stubs import max_in_window
 from service.dlq.store import DLQStore
-from service.queues import CATALOG
 from service.tasks.analytics import EXTERNAL_CALLS_KEPT, EXTERNAL_CALLS_KEY
 
 SCRAPE_TIMEOUT = 2.0

@@ -8,10 +8,10 @@ from typing import Any
 import redis
 from celery import Celery
 
+from service.catalog.queues import CATALOG
 from service.dev.workload import Designed
 from service.dlq.store import DLQStore
 from service.errors import DLQError
-from service.queues import CATALOG
 
 
 def outcome_of(item: Designed, dlq: DLQStore, app: Celery) -> dict[str, Any]:

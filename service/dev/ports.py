@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 
-from service.naming import EXPORTER_PORT, FLOWER_PORT, REDIS_PORT, WORKER_METRICS_PORT
+from service.catalog.naming import EXPORTER_PORT, FLOWER_PORT, REDIS_PORT, WORKER_METRICS_PORT
 
 DEFAULT_PORTS = {
     "redis": REDIS_PORT,

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 
+from service.config.settings import FleetSettings, get_settings
 from service.dev.observe import Observer, Snapshot
 from service.dev.outcome import outcomes
 from service.dev.ports import plan_ports
@@ -40,7 +41,6 @@ from service.dev.stubs import Stubs, start_stubs
 from service.dev.view import endpoints_table, live_view, plain_lines
 from service.dev.workload import Workload
 from service.dlq.store import DLQStore
-from service.settings import FleetSettings, get_settings
 
 WORKER_READY_TIMEOUT = 90.0
 PLAIN_EVERY = 5.0  # seconds between blocks of plain lines (not a terminal)
@@ -207,7 +207,7 @@ def run(settings: FleetSettings, options: Options) -> int:
             CELERY_BROKER_URL=stack.broker_url, CELERY_RESULT_BACKEND=stack.broker_url
         )
         get_settings.cache_clear()  # this process's settings now name the dev broker
-        from service.celery_app import create_app
+        from service.config.celery_app import create_app
 
         app = create_app(FleetSettings())
         dlq = _dlq_store(settings, stack.broker_url)

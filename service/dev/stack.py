@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 
 import redis
 
+from service.catalog.queues import CATALOG
 from service.dev.ports import PortPlan
 from service.dev.processes import ProcessSet
-from service.queues import CATALOG
 
 REPO = Path(__file__).resolve().parents[2]
 FLOWER_USER = "fleet"

@@ -14,8 +14,8 @@ from typing import Any
 
 from celery import Celery
 
-from service.queues import Priority
-from service.routing import HEAVY_QUEUE
+from service.catalog.queues import Priority
+from service.catalog.routing import HEAVY_QUEUE
 from service.tasks.analytics import EXTERNAL_API_LIMIT_NAME
 
 DIAG = "service.tasks.diagnostics"

@@ -12,13 +12,13 @@ import traceback
 import uuid
 from typing import Any
 
+from service.catalog.queues import CATALOG
+from service.config.redis_client import dlq_redis
+from service.config.settings import get_settings
 from service.dlq.reasons import Reason
 from service.dlq.store import DLQStore
-from service.metrics import task_metrics
-from service.queues import CATALOG
 from service.redaction import mask_credentials, mask_sensitive_repr, redact
-from service.redis_client import dlq_redis
-from service.settings import get_settings
+from service.worker.metrics import task_metrics
 
 FIRST_FAILURE_PREFIX = "fleet:first-failure"
 _FIRST_FAILURE_TTL = 7 * 86_400
@@ -27,7 +27,7 @@ _FIRST_FAILURE_TTL = 7 * 86_400
 def store() -> DLQStore:
     settings = get_settings()
     separate = settings.dlq_redis_url != settings.broker_url.get_secret_value()
-    from service.redis_client import broker_redis
+    from service.config.redis_client import broker_redis
 
     return DLQStore(
         dlq_redis(),
@@ -54,7 +54,7 @@ def queue_for_delivery(delivery_info: dict[str, Any] | None) -> str:
 
 def note_retry(task_id: str) -> None:
     """Remember when a task first failed, so its DLQ entry can say so after the retries."""
-    from service.redis_client import broker_redis
+    from service.config.redis_client import broker_redis
 
     broker_redis().set(
         f"{FIRST_FAILURE_PREFIX}:{task_id}", time.time(), nx=True, ex=_FIRST_FAILURE_TTL
@@ -62,7 +62,7 @@ def note_retry(task_id: str) -> None:
 
 
 def _first_failure(task_id: str, now: float) -> float:
-    from service.redis_client import broker_redis
+    from service.config.redis_client import broker_redis
 
     raw = broker_redis().get(f"{FIRST_FAILURE_PREFIX}:{task_id}")
     return float(raw) if raw is not None else now

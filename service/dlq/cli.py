@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from service.catalog.queues import CATALOG
 from service.dlq.reasons import Reason
 from service.dlq.store import DLQStore, Filter
 from service.errors import DLQError
-from service.queues import CATALOG
 from service.redaction import redact
 
 dlq_cli = typer.Typer(
@@ -83,7 +83,7 @@ def _when(epoch: float) -> str:
 
 
 def _sensitive() -> tuple[str, ...]:
-    from service.settings import get_settings
+    from service.config.settings import get_settings
 
     return get_settings().sensitive_keys
 

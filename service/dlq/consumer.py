@@ -9,10 +9,10 @@ from typing import Any
 
 from celery.worker.consumer import Consumer
 
+from service.config.settings import get_settings
 from service.dlq.capture import capture_message
 from service.dlq.reasons import Reason
 from service.dlq.screening import Problem, screen
-from service.settings import get_settings
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The dead-letter store in Redis. Every mutation is one Lua script: atomic, O(log n).
 
-Layout per source queue Q (names from service.naming):
+Layout per source queue Q (names from service.catalog.naming):
   fleet:dlq:Q:entries    hash  id -> entry JSON (redacted: what operators see)
   fleet:dlq:Q:envelopes  hash  id -> the kombu message to push back on replay
   fleet:dlq:Q:index      zset  id by last failure (ms)
@@ -22,9 +22,9 @@ from typing import Any
 
 import redis
 
+from service.catalog.naming import DLQ_PREFIX, dlq_entries_key, dlq_index_key, priority_list_key
 from service.errors import DLQError
-from service.naming import DLQ_PREFIX, dlq_entries_key, dlq_index_key, priority_list_key
-from service.queue_stats import SENT_AT_HEADER
+from service.exporter.queue_stats import SENT_AT_HEADER
 
 GLOBAL_INDEX = f"{DLQ_PREFIX}:index"
 STATS_KEY = f"{DLQ_PREFIX}:stats"

@@ -9,11 +9,11 @@ from typing import Any
 
 from celery import shared_task
 
+from service.config.redis_client import broker_redis
+from service.config.settings import get_settings
 from service.errors import PermanentTaskError, TransientTaskError
-from service.ratelimit import ClusterRateLimiter
-from service.redis_client import broker_redis
-from service.settings import get_settings
 from service.tasks.base import FleetTask
+from service.tasks.ratelimit import ClusterRateLimiter
 
 EXTERNAL_API_LIMIT_NAME = "external-api"
 # The server times of the latest grants (newest last), so anyone can check the limit held;

@@ -8,8 +8,8 @@ from typing import Any
 from celery import shared_task
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from service.config.redis_client import broker_redis
 from service.errors import PermanentTaskError, TransientTaskError
-from service.redis_client import broker_redis
 from service.tasks.base import FleetTask
 
 _RECORD_TTL = 86_400

@@ -10,8 +10,8 @@ from email.message import EmailMessage
 
 from celery import shared_task
 
+from service.config.settings import get_settings
 from service.errors import PermanentTaskError, TransientTaskError
-from service.settings import get_settings
 from service.tasks.base import FleetTask
 
 

@@ -1,4 +1,4 @@
-"""Periodic maintenance, scheduled by beat (service.beat)."""
+"""Periodic maintenance, scheduled by beat (service.tasks.beat)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 from celery import shared_task
 
-from service.settings import get_settings
+from service.config.settings import get_settings
 from service.tasks.base import FleetTask
 
 logger = logging.getLogger(__name__)
@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 @shared_task(base=FleetTask, name="service.tasks.maintenance.snapshot_queues")
 def snapshot_queues() -> dict[str, dict[str, int]]:
     """Log every queue's backlog and DLQ size: a trail in the logs even without Prometheus."""
-    from service.queue_stats import read_queue_stats
+    from service.exporter.queue_stats import read_queue_stats
 
     stats = read_queue_stats()
     snapshot = {

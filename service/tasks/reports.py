@@ -11,7 +11,7 @@ from typing import Any
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from service.settings import get_settings
+from service.config.settings import get_settings
 from service.tasks.base import FleetTask
 
 

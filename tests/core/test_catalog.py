@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.naming import (
+from service.catalog.naming import (
     autoscaler_name,
     dlq_entries_key,
     k8s_name,
@@ -16,7 +16,7 @@ from service.naming import (
     worker_deployment_name,
     worker_pdb_name,
 )
-from service.queues import CATALOG, Autoscaling, CatalogError, QueueCatalog, QueueSpec
+from service.catalog.queues import CATALOG, Autoscaling, CatalogError, QueueCatalog, QueueSpec
 
 
 def spec(**overrides: object) -> QueueSpec:
@@ -119,7 +119,7 @@ def test_queue_for_delivery(delivery_info: dict[str, str] | None, queue: str) ->
 
 def test_ports_have_one_home() -> None:
     # Given every module of the service, the infra and the dashboards, then only
-    # service/naming.py types the fleet's ports; the rest import them.
+    # service/catalog/naming.py types the fleet's ports; the rest import them.
     root = Path(__file__).resolve().parents[2]
     port = re.compile(r"\b(9808|9809|5555)\b")
     offenders = [

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from harness import free_port
 
+from service.catalog.queues import CATALOG
 from service.dev import processes
 from service.dev.observe import Snapshot
 from service.dev.ports import plan_ports, port_free
 from service.dev.processes import ProcessSet, log_tail
 from service.dev.stubs import ApiLog, start_stubs
 from service.dev.view import plain_lines
-from service.queues import CATALOG
 
 
 def test_a_taken_port_moves_and_says_so() -> None:

@@ -16,7 +16,7 @@ from dev_harness import PORT_OPTIONS, cmdline, listening, start_dev
 from harness import free_port, require_binary, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.queues import CATALOG
+from service.catalog.queues import CATALOG
 
 DESIGNED_DLQ = {"max_retries_exceeded": 1, "non_retryable_error": 3, "malformed_body": 1}
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import redis
 
-from service.naming import priority_list_keys
-from service.queues import CATALOG, Priority
-from service.routing import CatalogRouter
+from service.catalog.naming import priority_list_keys
+from service.catalog.queues import CATALOG, Priority
+from service.catalog.routing import CatalogRouter
 
 
 def waiting(client: redis.Redis, queue: str) -> int:

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
+from service.config.settings import load_settings
 from service.errors import SettingsError
-from service.settings import load_settings
 
 
 def test_defaults_are_valid(monkeypatch: pytest.MonkeyPatch) -> None:

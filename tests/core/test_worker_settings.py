@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from service.queues import CATALOG
-from service.worker_hooks import apply_queue_defaults
+from service.catalog.queues import CATALOG
+from service.worker.hooks import apply_queue_defaults
 
 
 def test_a_worker_takes_its_queues_settings_from_the_catalog() -> None:

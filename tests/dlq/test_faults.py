@@ -15,8 +15,8 @@ import pytest
 import redis
 from harness import wait_until
 
-from service.celery_app import create_app
-from service.settings import FleetSettings
+from service.config.celery_app import create_app
+from service.config.settings import FleetSettings
 
 FAST_RECOVERY = {
     "FLEET_ALLOW_SHORT_VISIBILITY_TIMEOUT": "true",

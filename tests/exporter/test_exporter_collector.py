@@ -12,11 +12,11 @@ import redis
 import redis.connection
 from harness import RedisServer, free_port
 
-from service.exporter import build_collector, scrub, secrets_of
-from service.naming import dlq_index_key, priority_list_key
-from service.queue_stats import read_queue_stats
-from service.queues import CATALOG
-from service.settings import FleetSettings
+from service.catalog.naming import dlq_index_key, priority_list_key
+from service.catalog.queues import CATALOG
+from service.config.settings import FleetSettings
+from service.exporter.queue_stats import read_queue_stats
+from service.exporter.server import build_collector, scrub, secrets_of
 
 
 def _settings(broker_url: str, **extra: Any) -> FleetSettings:
@@ -74,7 +74,7 @@ def test_redis_down_reports_up_zero_without_stale_values(caplog: pytest.LogCaptu
     url = f"redis://:pw-never-logged@127.0.0.1:{free_port()}/0"
     collector, _ = build_collector(_settings(url))
     # When it is scraped twice
-    with caplog.at_level(logging.DEBUG, logger="service.exporter_collector"):
+    with caplog.at_level(logging.DEBUG, logger="service.exporter.collector"):
         _values(collector)
         values = _values(collector)
     # Then up is 0, the error counter counted both, and no queue gauge has a value

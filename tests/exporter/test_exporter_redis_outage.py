@@ -13,7 +13,7 @@ import redis
 from exporter_harness import Exporter, Scrape, run_exporter
 from harness import RedisServer
 
-from service.queues import CATALOG
+from service.catalog.queues import CATALOG
 
 PASSWORD = "s3cret-exporter-pw"
 

@@ -10,8 +10,8 @@ from typing import Any
 import redis
 from exporter_harness import run_exporter
 
+from service.catalog.queues import CATALOG, Priority
 from service.dlq.capture import store
-from service.queues import CATALOG, Priority
 
 NOOP = "service.tasks.diagnostics.noop"  # routed to `default`
 EMAIL = "service.tasks.email.send_email"  # `service.tasks.email.*` -> `email`

@@ -17,7 +17,7 @@ from infra.assets import (
 )
 from infra.config_reader import InfraConfigError
 from infra.names import dashboard_configmap_name
-from service.queues import CATALOG
+from service.catalog.queues import CATALOG
 
 
 def test_real_rule_files_load_as_groups() -> None:

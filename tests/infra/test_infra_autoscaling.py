@@ -10,8 +10,8 @@ from infra_manifests import manifests
 
 from infra.autoscaler import scaling_behavior
 from infra.config_sections import AutoscalerConfig
-from service.naming import worker_deployment_name
-from service.queues import CATALOG
+from service.catalog.naming import worker_deployment_name
+from service.catalog.queues import CATALOG
 
 KEDA = '{"mode": "keda", "prometheusUrl": "http://prometheus:9090", "installProvider": true}'
 

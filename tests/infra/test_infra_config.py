@@ -11,7 +11,7 @@ from infra_manifests import manifests, pod_spec
 
 from infra.config import GRACE_MARGIN_SECONDS, InClusterRedisConfig, parse_config
 from infra.config_reader import InfraConfigError
-from service.queues import CATALOG
+from service.catalog.queues import CATALOG
 
 BASE: dict[str, Any] = {
     "image": "registry.example/celery-fleet:1",

@@ -15,8 +15,8 @@ from infra_manifests import manifests
 
 from dashboards.alert_tests import threshold_tests
 from infra.config import FleetConfig, parse_config
-from service.naming import worker_deployment_name
-from service.queues import CATALOG
+from service.catalog.naming import worker_deployment_name
+from service.catalog.queues import CATALOG
 
 ROOT = Path(__file__).resolve().parents[2]
 

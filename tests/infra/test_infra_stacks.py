@@ -9,8 +9,8 @@ import yaml
 from infra_harness import ROOT, stack_result
 from infra_manifests import by_name, manifests, pod_spec
 
-from service.naming import worker_deployment_name
-from service.queues import CATALOG
+from service.catalog.naming import worker_deployment_name
+from service.catalog.queues import CATALOG
 
 Resources = list[dict[str, Any]]
 
@@ -53,7 +53,7 @@ def test_worker_pods_run_their_queue_with_catalog_settings(resources: Resources)
         assert container["command"] == ["fleet"]
         assert args[:3] == ["worker", "-Q", queue.name]
         # One route for worker settings: the worker derives them from the catalog
-        # (service.worker_hooks), so the pod passes none that could disagree with it.
+        # (service.worker.hooks), so the pod passes none that could disagree with it.
         settings = {"-c", "--concurrency", "--prefetch-multiplier", "--soft-time-limit"}
         assert not (settings | {"--time-limit"}) & set(args), args
         # Scale-down must never SIGKILL a task still inside its hard limit.

@@ -16,8 +16,8 @@ from dashboards.alerts import (
     duration_warning_seconds,
     oldest_age_slo_seconds,
 )
-from service.naming import autoscaler_name
-from service.queues import CATALOG
+from service.catalog.naming import autoscaler_name
+from service.catalog.queues import CATALOG
 
 REPO = Path(__file__).resolve().parents[2]
 REQUIRED_ANNOTATIONS = {"summary", "description", "runbook", "dashboard"}

@@ -12,7 +12,7 @@ import pytest
 
 from dashboards import OVERVIEW_UID, QUEUE_UID
 from dashboards.expressions import all_panel_expressions, substitute
-from service.queues import CATALOG
+from service.catalog.queues import CATALOG
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD_FILES = sorted((REPO / "dashboards").glob("*.json"))

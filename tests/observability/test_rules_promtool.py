@@ -9,8 +9,8 @@ import yaml
 
 from dashboards.expressions import all_panel_expressions
 from dashboards.promql import kube_by_queue
-from service.naming import worker_deployment_name
-from service.queues import CATALOG
+from service.catalog.naming import worker_deployment_name
+from service.catalog.queues import CATALOG
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,7 +45,7 @@ def test_dashboard_expressions_parse(promtool: str, tmp_path: Path) -> None:
 
 
 def test_kube_series_map_back_to_every_catalog_queue(promtool: str, tmp_path: Path) -> None:
-    # Given one HPA series per catalog queue, named as infra names them (service.naming),
+    # Given one HPA series per catalog queue, named as infra names them (service.catalog.naming),
     # plus an unrelated HPA, then the dashboards' label_replace chain recovers each queue name.
     hpas = {queue: worker_deployment_name(queue) for queue in CATALOG.names}
     metric = "kube_horizontalpodautoscaler_spec_max_replicas"

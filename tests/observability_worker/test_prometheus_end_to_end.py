@@ -20,7 +20,7 @@ import redis
 import yaml
 from harness import REPO, free_port, require_binary, wait_until
 
-from service.queues import Priority
+from service.catalog.queues import Priority
 
 ALERT_FILES = sorted((REPO / "alerts").glob("*.yaml"))
 

@@ -100,8 +100,8 @@ def samples(port: int, name: str) -> dict[tuple[str, str], float]:
 def test_known_label_sets_start_at_zero_and_settings_come_from_the_catalog(
     celery_app: Any, redis_client: redis.Redis, worker_factory: Any
 ) -> None:
-    from service.queues import CATALOG
-    from service.routing import tasks_served
+    from service.catalog.queues import CATALOG
+    from service.catalog.routing import tasks_served
 
     # Given a worker of a queue started without -c (its settings come from the catalog)
     queue = "heavy_processing"

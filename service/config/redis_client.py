@@ -6,7 +6,7 @@ from functools import lru_cache
 
 import redis
 
-from service.settings import get_settings
+from service.config.settings import get_settings
 
 
 @lru_cache(maxsize=8)

@@ -7,7 +7,7 @@ from typing import Any
 
 from celery.schedules import crontab
 
-from service.settings import get_settings
+from service.config.settings import get_settings
 
 
 def schedule() -> dict[str, dict[str, Any]]:

@@ -11,10 +11,10 @@ from typing import Any
 
 import redis
 
-from service.naming import dlq_index_key, priority_list_keys
-from service.queues import CATALOG, QueueCatalog
-from service.redis_client import broker_redis, dlq_redis
-from service.settings import FleetSettings, get_settings
+from service.catalog.naming import dlq_index_key, priority_list_keys
+from service.catalog.queues import CATALOG, QueueCatalog
+from service.config.redis_client import broker_redis, dlq_redis
+from service.config.settings import FleetSettings, get_settings
 
 SENT_AT_HEADER = "fleet_sent_at"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.queues import CATALOG, Priority, QueueCatalog
-from service.routing import CatalogRouter, build_task_queues
-from service.settings import FleetSettings
+from service.catalog.queues import CATALOG, Priority, QueueCatalog
+from service.catalog.routing import CatalogRouter, build_task_queues
+from service.config.settings import FleetSettings
 
 
 def transport_options(settings: FleetSettings) -> dict[str, Any]:
@@ -46,13 +46,13 @@ def build_config(settings: FleetSettings, catalog: QueueCatalog = CATALOG) -> di
         # A child killed mid-task (OOM, hard limit) re-queues the message rather than acking.
         "task_reject_on_worker_lost": True,
         # One reserved message per process by default: fair dispatch for long tasks;
-        # per-queue values are applied when a worker starts (service.worker_hooks).
+        # per-queue values are applied when a worker starts (service.worker.hooks).
         "worker_prefetch_multiplier": 1,
         # Recycle children to bound leaks in long-lived processes.
         "worker_max_tasks_per_child": settings.max_tasks_per_child,
         "worker_max_memory_per_child": settings.max_memory_per_child_kb,
         # No global time limits: they would become task attributes and beat the per-queue
-        # limits the worker sets at start (service.worker_hooks.apply_queue_defaults).
+        # limits the worker sets at start (service.worker.hooks.apply_queue_defaults).
         # Results are kept for a day, then Redis expires them: no unbounded growth.
         "result_expires": settings.result_expires,
         "result_extended": True,

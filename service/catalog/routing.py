@@ -16,8 +16,8 @@ from typing import Any
 
 from kombu import Exchange, Queue
 
+from service.catalog.queues import CATALOG, HEAVY_DATA_SIZE_BYTES, QueueCatalog
 from service.errors import RoutingError
-from service.queues import CATALOG, HEAVY_DATA_SIZE_BYTES, QueueCatalog
 
 PREMIUM_TIER = "premium"
 PREMIUM_QUEUE = "high_priority"
@@ -58,7 +58,7 @@ def check_priority(priority: object) -> None:
         return
     if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 9:
         raise RoutingError(
-            "priority must be an int 0..9 (0 = most urgent; use service.queues.Priority), "
+            "priority must be an int 0..9 (0 = most urgent; use service.catalog.queues.Priority), "
             f"got {priority!r}"
         )
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from service.queue_stats import QueueStats
+from service.exporter.queue_stats import QueueStats
 
 logger = logging.getLogger(__name__)
 

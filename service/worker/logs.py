@@ -10,8 +10,8 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
+from service.config.settings import FleetSettings
 from service.redaction import mask_credentials, mask_sensitive_repr, redact
-from service.settings import FleetSettings
 
 _TASK_FIELDS = ("task_id", "task_name", "queue", "retries")
 

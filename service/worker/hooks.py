@@ -7,12 +7,12 @@ from typing import Any
 
 from celery import Celery, signals
 
+from service.catalog.queues import CATALOG, PRIORITY_STEPS
+from service.catalog.routing import tasks_served
 from service.dlq.capture import queue_for_delivery
-from service.heartbeat import HeartbeatStep
-from service.metrics import task_metrics
-from service.queue_stats import SENT_AT_HEADER
-from service.queues import CATALOG, PRIORITY_STEPS
-from service.routing import tasks_served
+from service.exporter.queue_stats import SENT_AT_HEADER
+from service.worker.heartbeat import HeartbeatStep
+from service.worker.metrics import task_metrics
 
 _started_at: dict[str, float] = {}
 
@@ -71,8 +71,8 @@ def _redact_kwargsrepr(body: Any, headers: dict[str, Any]) -> None:
     """Celery logs and Flower show `kwargsrepr`; make it the redacted view of the kwargs."""
     from reprlib import repr as short_repr
 
+    from service.config.settings import get_settings
     from service.redaction import redact
-    from service.settings import get_settings
 
     if isinstance(body, tuple | list) and len(body) == 3 and isinstance(body[1], dict):
         headers["kwargsrepr"] = short_repr(redact(body[1], get_settings().sensitive_keys))
@@ -119,8 +119,8 @@ def _on_retry(sender: Any = None, **_: Any) -> None:
 
 
 def _on_worker_start(sender: Any = None, **_: Any) -> None:
-    from service.metrics_server import serve_worker_metrics
-    from service.settings import get_settings
+    from service.config.settings import get_settings
+    from service.worker.metrics_server import serve_worker_metrics
 
     if sender is not None:
         initialise_task_metrics(sender.app)
@@ -145,8 +145,8 @@ def initialise_task_metrics(app: Any) -> None:
 
 def _on_setup_logging(**_: Any) -> None:
     # Connecting to setup_logging tells Celery not to configure logging itself.
-    from service.logs import configure_logging
-    from service.settings import get_settings
+    from service.config.settings import get_settings
+    from service.worker.logs import configure_logging
 
     configure_logging(get_settings())
 

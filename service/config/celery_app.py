@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from celery import Celery
 
-from service.celeryconfig import build_config
+from service.config.celeryconfig import build_config
+from service.config.settings import FleetSettings, get_settings
 from service.dlq import transport
-from service.settings import FleetSettings, get_settings
 
 TASK_MODULES = (
     "service.tasks.diagnostics",
@@ -22,7 +22,8 @@ def create_app(settings: FleetSettings | None = None) -> Celery:
     transport.register()
     celery_app = Celery("service", include=list(TASK_MODULES))
     celery_app.conf.update(build_config(settings))
-    from service import beat, worker_hooks
+    from service.tasks import beat
+    from service.worker import hooks as worker_hooks
 
     celery_app.conf.beat_schedule = beat.schedule()
     worker_hooks.install(celery_app)

@@ -13,7 +13,7 @@ from typing import Any
 
 from celery import bootsteps
 
-from service.settings import get_settings
+from service.config.settings import get_settings
 
 
 def touch(path: Path) -> None:

@@ -24,11 +24,11 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
+from service.catalog.queues import CATALOG
+from service.config.settings import FleetSettings, get_settings
 from service.errors import FleetError
-from service.exporter_collector import QueueCollector
-from service.queue_stats import QueueStats, read_queue_stats
-from service.queues import CATALOG
-from service.settings import FleetSettings, get_settings
+from service.exporter.collector import QueueCollector
+from service.exporter.queue_stats import QueueStats, read_queue_stats
 
 logger = logging.getLogger(__name__)
 

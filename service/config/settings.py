@@ -14,14 +14,14 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from service.errors import SettingsError
-from service.naming import (
+from service.catalog.naming import (
     FLOWER_PORT,
     KOMBU_DEFAULT_PRIORITY_STEPS,
     KOMBU_DEFAULT_SEP,
     WORKER_METRICS_PORT,
 )
-from service.queues import CATALOG
+from service.catalog.queues import CATALOG
+from service.errors import SettingsError
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["json", "text"]

@@ -1,0 +1,1 @@
+"""Settings (environment), the Celery configuration built from the catalog, and the app."""

@@ -1,0 +1,1 @@
+"""The queue-length exporter: Redis queue statistics served as Prometheus metrics."""

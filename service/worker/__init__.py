@@ -1,0 +1,2 @@
+"""The worker runtime: Celery signal hooks, prefork-safe metrics and their server,
+heartbeat, JSON logs."""
