@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from typing import NoReturn
 
@@ -13,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from service.errors import FleetError, SettingsError
+from service.fsutil import empty_dir
 from service.queues import CATALOG
 from service.settings import FleetSettings, load_settings
 
@@ -67,12 +67,10 @@ def worker(
     Extra options go to Celery unchanged (e.g. `-c 2 --hostname w1@%h`)."""
     settings = settings_or_exit()
     names = _check_queues(queues)
-    # Multiprocess metrics: a dir shared by the main process and the pool children. Wipe it:
+    # Multiprocess metrics: a dir shared by the main process and the pool children. Empty it:
     # files from a previous run would be counted again (and belong to dead pids).
     metrics_dir = settings.metrics_dir
-    if metrics_dir.exists():
-        shutil.rmtree(metrics_dir)
-    metrics_dir.mkdir(parents=True)
+    empty_dir(metrics_dir)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     settings.heartbeat_file.parent.mkdir(parents=True, exist_ok=True)
     settings.heartbeat_file.unlink(missing_ok=True)
