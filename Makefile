@@ -52,6 +52,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy service infra policy tests/infra
+	MYPYPATH=tests:tests/infra $(BIN)/mypy tests/deploy
 
 rules: setup
 	promtool check rules alerts/*.yaml

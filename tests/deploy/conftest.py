@@ -40,7 +40,7 @@ def rendered() -> RenderedStack:
 def image_of(stack: RenderedStack, owner_kind: str) -> str:
     images = {c["image"] for p in stack.pods if p.owner_kind == owner_kind for c in p.containers()}
     assert len(images) == 1, images
-    return images.pop()
+    return str(images.pop())
 
 
 @pytest.fixture(scope="session")

@@ -37,7 +37,7 @@ def free_subnet(podman: Podman) -> ipaddress.IPv4Network:
         for sub in net.get("subnets") or []:
             used.append(ipaddress.ip_network(sub["subnet"], strict=False))
     for third in range(os.getpid() % 200, 256):
-        candidate = ipaddress.ip_network(f"10.231.{third}.0/24")
+        candidate = ipaddress.IPv4Network(f"10.231.{third}.0/24")
         if not any(candidate.overlaps(u) for u in used):
             return candidate
     raise AssertionError("no free 10.231.x.0/24 for the test network")
@@ -81,8 +81,8 @@ class Cluster:
     def remove_pods(self, pods: list[PodPlan]) -> None:
         for pod in pods:
             self.podman.run("pod", "rm", "--force", "--time", "0", pod.name, check=False)
-            for claim in pod.claims:
-                self.podman.run("volume", "rm", "--force", claim["metadata"]["name"], check=False)
+            for volume in pod.volume_names():
+                self.podman.run("volume", "rm", "--force", volume, check=False)
 
     def destroy(self) -> None:
         self.remove_pods(self.started)

@@ -44,6 +44,13 @@ class PodPlan:
     def containers(self) -> list[Manifest]:
         return list(self.spec["containers"])
 
+    def volume_names(self) -> list[str]:
+        """The podman volumes this pod uses: its claims and its private emptyDirs."""
+        claims = [c["metadata"]["name"] for c in self.claims]
+        scratch = [private_name(self, v["name"]) for v in self.spec.get("volumes", [])
+                   if "emptyDir" in v]  # fmt: skip
+        return claims + scratch
+
 
 @dataclass
 class RenderedStack:
@@ -180,6 +187,26 @@ def expand_env_references(spec: Manifest, secrets: dict[str, dict[str, str]]) ->
     return spec
 
 
+def private_name(pod: PodPlan, volume: str) -> str:
+    return f"{pod.name}-{volume}"
+
+
+def private_empty_dirs(spec: Manifest, pod: PodPlan) -> Manifest:
+    """podman 4.3's kube play turns an emptyDir into a NAMED volume called like the pod's
+    volume, shared by every pod that has one of that name (seven worker pods would share one
+    metrics dir and one heartbeat file). A kubelet gives each pod its own: rename them per pod
+    (in volumes and mounts alike); nothing else about them changes."""
+    spec = copy.deepcopy(spec)
+    renamed = {}
+    for volume in spec.get("volumes", []):
+        if "emptyDir" in volume:
+            renamed[volume["name"]] = volume["name"] = private_name(pod, volume["name"])
+    for container in spec["containers"]:
+        for mount in container.get("volumeMounts", []):
+            mount["name"] = renamed.get(mount["name"], mount["name"])
+    return spec
+
+
 def without_container_ports(spec: Manifest) -> Manifest:
     """podman 4.3's kube play publishes every containerPort on the HOST (a kubelet never
     does; there they only name ports), which would leave the test's network and collide
@@ -203,7 +230,9 @@ def kube_yaml(stack: RenderedStack, pod: PodPlan) -> str:
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {"name": pod.name, "labels": pod.labels},
-            "spec": without_container_ports(expand_env_references(pod.spec, stack.secrets)),
+            "spec": without_container_ports(
+                private_empty_dirs(expand_env_references(pod.spec, stack.secrets), pod)
+            ),
         }
     )
     return yaml.safe_dump_all(docs, sort_keys=False)

@@ -152,14 +152,21 @@ def test_workload_reaches_every_queue_and_a_failure_reaches_the_dlq(cluster: Clu
     assert set(got.values()) == {1}
     for queue in CATALOG.names:
         assert redis_cli(cluster, "LLEN", queue) == "(integer) 0"
-        seen = sample(scrape(worker_pod(cluster, queue)), "celery_task_succeeded_total",
-                      queue=queue, task_name=RECORD)  # fmt: skip
-        assert seen == PER_QUEUE, (queue, seen)
+        pod = worker_pod(cluster, queue)
+
+        def counted(pod: PodPlan = pod) -> bool:
+            text = scrape(pod)
+            return sample(text, "celery_task_succeeded_total", task_name=RECORD) == PER_QUEUE
+
+        wait_for(counted, 30, f"{pod.name} to count {PER_QUEUE} successes")
+        text = scrape(pod)
+        seen = sample(text, "celery_task_succeeded_total", queue=queue, task_name=RECORD)
+        assert seen == PER_QUEUE, (queue, [ln for ln in text.splitlines() if "succeeded" in ln])
 
     # And the failure is in the DLQ, as `fleet dlq list` in a pod shows it
-    def dead() -> list[dict[str, Any]]:
+    def dead() -> tuple[dict[str, Any], ...]:
         entries = json.loads(fleet(cluster, "dlq", "list", "--json"))
-        return [e for e in entries if run in json.dumps(e)]
+        return tuple(e for e in entries if run in json.dumps(e))
 
     (entry,) = wait_for(dead, 60, "the failed task in the DLQ")
     assert entry["task_name"] == "service.tasks.diagnostics.fail"
