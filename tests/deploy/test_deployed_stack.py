@@ -178,6 +178,15 @@ def test_prometheus_sees_the_task_counts_and_loads_the_rules(
 ) -> None:
     # Given a Prometheus scraping what the PodMonitor/ServiceMonitor name, and a fresh run
     run = uuid.uuid4().hex[:8]
+
+    def direct(queue: str) -> float:
+        text = scrape(worker_pod(cluster, queue))
+        return sample(text, "celery_task_succeeded_total", queue=queue, task_name=RECORD)
+
+    def in_sync() -> bool:
+        return all(_succeeded(prometheus, q) == direct(q) for q in CATALOG.names)
+
+    wait_for(in_sync, 90, "Prometheus to agree with every worker's /metrics", interval=3)
     before = {q: _succeeded(prometheus, q) for q in CATALOG.names}
     for queue in CATALOG.names:
         for i in range(PER_QUEUE):
@@ -224,9 +233,11 @@ def test_stopping_a_worker_pod_with_its_grace_period_completes_the_running_task(
     # Given a task that runs for a while on the pod
     send(cluster, "service.tasks.diagnostics.sleep", [8, marker], "default")
     _wait_running(cluster, pod, "default")
-    # When the pod is stopped with its rendered grace period (SIGTERM, then SIGKILL after it)
+    # When the pod is stopped as a kubelet stops it: SIGTERM to its container, SIGKILL after
+    # the rendered grace period, the pod's network kept until the container has exited
     grace = int(pod.spec["terminationGracePeriodSeconds"])
-    cluster.podman.run("pod", "stop", "--time", str(grace), pod.name, timeout=grace + 60)
+    container = pod.container_name("worker")
+    cluster.podman.run("stop", "--time", str(grace), container, timeout=grace + 60)
     # Then the task completed before the worker exited, and it exited cleanly
     assert redis_cli(cluster, "LLEN", f"fleet:diag:done:{marker}") == "(integer) 1"
     info = cluster.inspect(pod, "worker")
@@ -240,9 +251,17 @@ def test_sigkilling_a_worker_pod_loses_nothing(cluster: Cluster) -> None:
     # Given a task running on the pod
     send(cluster, "service.tasks.diagnostics.sleep", [60, marker], queue)
     _wait_running(cluster, pod, queue)
-    # When the pod is killed outright
-    cluster.podman.run("pod", "kill", "--signal", "KILL", pod.name)
-    wait_for(lambda: cluster.state(pod, "worker")[0] != "running", 30, "the kill")
+    # When its container is killed outright (the restart policy may start it again)
+    _, restarts = cluster.state(pod, "worker")
+    started = cluster.inspect(pod, "worker")["State"]["StartedAt"]
+    cluster.podman.run("kill", "--signal", "KILL", pod.container_name("worker"))
+
+    def killed() -> bool:
+        status, count = cluster.state(pod, "worker")
+        again = cluster.inspect(pod, "worker")["State"]["StartedAt"] != started
+        return status != "running" or count > restarts or again
+
+    wait_for(killed, 30, "the kill", interval=0.5)
     # Then the message is still in Redis (tracked as delivered-but-unacked), not lost: it comes
     # back to the queue after the visibility timeout
     assert redis_cli(cluster, "LLEN", f"fleet:diag:done:{marker}") == "(integer) 0"
