@@ -51,15 +51,22 @@ def redis_cli(cluster: Cluster, *args: str) -> str:
     return done.stdout.strip()
 
 
+def client_pod(cluster: Cluster) -> PodPlan:
+    """Where the test's commands run: the exporter pod (the app image, the broker URL from
+    the rendered Secret), which no test stops."""
+    (pod,) = cluster.stack.owned_by("celery-exporter")
+    return pod
+
+
 def send(cluster: Cluster, task: str, args: list[Any], queue: str = "") -> None:
     """Publish from inside a pod, through the broker URL of the rendered Secret."""
-    pod = worker_pod(cluster, "default")
-    done = cluster.exec(pod, "worker", ["python", "-c", SEND, task, queue, json.dumps(args)])
+    argv = ["python", "-c", SEND, task, queue, json.dumps(args)]
+    done = cluster.exec(client_pod(cluster), "exporter", argv)
     assert done.returncode == 0, done.stderr[-2000:]
 
 
 def fleet(cluster: Cluster, *args: str) -> str:
-    done = cluster.exec(worker_pod(cluster, "default"), "worker", ["fleet", *args])
+    done = cluster.exec(client_pod(cluster), "exporter", ["fleet", *args])
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
 
