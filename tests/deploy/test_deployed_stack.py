@@ -118,7 +118,17 @@ def test_every_pod_runs_without_restarts_and_passes_its_probes(cluster: Cluster)
         f"celery-worker-{q.replace('_', '-')}" for q in CATALOG.names
     }
 
+    def no_restarts() -> None:
+        for pod in pods:
+            for container in pod.containers():
+                status, restarts = cluster.state(pod, container["name"])
+                assert status == "running" and restarts == 0, (
+                    f"{pod.name}/{container['name']} {status}, {restarts} restarts:\n"
+                    f"{cluster.logs(pod, container['name'])}"
+                )
+
     def all_probes_pass() -> list[str] | bool:
+        no_restarts()  # a crash-looping container fails at once, with its log
         failures = [f for p in pods for f in cluster.probe_failures(p)]
         return failures or True
 
@@ -127,13 +137,7 @@ def test_every_pod_runs_without_restarts_and_passes_its_probes(cluster: Cluster)
     # Then for 30 s: every container keeps running, never restarted, every probe passes
     deadline = time.monotonic() + STABLE_SECONDS
     while True:
-        for pod in pods:
-            for container in pod.containers():
-                status, restarts = cluster.state(pod, container["name"])
-                assert (status, restarts) == ("running", 0), (
-                    f"{pod.name}/{container['name']} {status}, {restarts} restarts:\n"
-                    f"{cluster.logs(pod, container['name'])}"
-                )
+        no_restarts()
         failures = [f for p in pods for f in cluster.probe_failures(p)]
         assert not failures, failures
         if time.monotonic() > deadline:
