@@ -24,6 +24,7 @@ from harness import REPO
 from podman_runtime import Podman, cache_dir
 
 KEY_LABEL = "io.celery-fleet.deploy-test.key"
+CACHE_REPO = "localhost/celery-fleet-deploy"
 SUITE = "bookworm"
 PYTHON_INCLUDE = ("python3", "python3-venv")
 REDIS_INCLUDE = ("redis-server",)
@@ -196,7 +197,7 @@ def build_project(podman: Podman, name: str) -> str:
     key = digest(
         base_id, *(f"{p.relative_to(REPO)}" for p in files), *(p.read_bytes() for p in files)
     )
-    cached = f"localhost/celery-fleet-deploy:{key}"
+    cached = f"{CACHE_REPO}:{key}"
     if not podman.image_exists(cached):
         wheels = wheelhouse()
         pip_conf = cache_dir() / "pip.conf"
@@ -218,4 +219,9 @@ def build_project(podman: Podman, name: str) -> str:
                 timeout=900,
             )  # fmt: skip
     podman.run("tag", cached, qualified(name))
+    # Older builds (other source hashes) would pile up run after run: drop their tags.
+    tags = podman.out("images", "--format", "{{.Repository}}:{{.Tag}}", CACHE_REPO)
+    for tag in tags.splitlines():
+        if tag != cached:
+            podman.run("rmi", tag, check=False)
     return qualified(name)
