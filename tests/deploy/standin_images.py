@@ -218,10 +218,12 @@ def build_project(podman: Podman, name: str) -> str:
                 str(context),
                 timeout=900,
             )  # fmt: skip
-    podman.run("tag", cached, qualified(name))
-    # Older builds (other source hashes) would pile up run after run: drop their tags.
+    # Older builds (other source hashes) would pile up run after run: untag them. Only
+    # tags of our cache repository (a listing shows every name of a matching image).
     tags = podman.out("images", "--format", "{{.Repository}}:{{.Tag}}", CACHE_REPO)
     for tag in tags.splitlines():
-        if tag != cached:
-            podman.run("rmi", tag, check=False)
+        if tag.startswith(f"{CACHE_REPO}:") and tag != cached:
+            podman.run("untag", tag, tag, check=False)
+    podman.run("tag", cached, qualified(name))
+    assert podman.image_exists(qualified(name))
     return qualified(name)
