@@ -6,15 +6,25 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 APT_PACKAGES := redis-server prometheus
 
-.PHONY: all setup venv system-deps lint lint-ci typecheck rules generate check-generated test bench worker dev clean
+.PHONY: all setup venv system-deps lint lint-ci typecheck rules generate check-generated test deploy-test bench worker dev clean
 
 all: lint typecheck test
 
-# System packages (redis-server, prometheus/promtool) when missing and we are root.
+# System packages when missing and we are root: redis-server, prometheus/promtool, and the
+# deploy test's container runtime (rootful podman on runc; catatonit for pod infra
+# containers, netavark + aardvark-dns + iptables for the test's network, debootstrap for the
+# base image stand-ins).
 system-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v podman >/dev/null || missing="$$missing podman"; \
+	command -v runc >/dev/null || missing="$$missing runc"; \
+	command -v debootstrap >/dev/null || missing="$$missing debootstrap"; \
+	command -v iptables >/dev/null || missing="$$missing iptables"; \
+	command -v catatonit >/dev/null || missing="$$missing catatonit"; \
+	[ -x /usr/lib/podman/netavark ] || missing="$$missing netavark"; \
+	[ -x /usr/lib/podman/aardvark-dns ] || missing="$$missing aardvark-dns"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
@@ -55,6 +65,7 @@ lint-ci: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy service infra policy tests/infra tests/ci
+	MYPYPATH=tests:tests/infra $(BIN)/mypy tests/deploy
 
 rules: setup
 	promtool check rules alerts/*.yaml
@@ -69,6 +80,11 @@ check-generated: generate
 
 test: setup lint typecheck rules
 	$(BIN)/pytest -q
+
+# The deploy test alone: images built from Debian packages and the Dockerfile, the rendered
+# dev stack as pods under podman (see README, "Deploy test").
+deploy-test: setup
+	$(BIN)/pytest -q tests/deploy
 
 bench: setup
 	$(BIN)/pytest -q benchmarks --benchmark-only

@@ -15,6 +15,23 @@ from infra.labels import app_labels
 from service.catalog.naming import autoscaler_name
 
 METRIC = "celery_queue_length"
+HPA_TYPE = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+SCALED_OBJECT_TYPE = "kubernetes:keda.sh/v1alpha1:ScaledObject"
+
+
+def mode_switch_options(parent: pulumi.Resource, other_type: str) -> pulumi.ResourceOptions:
+    """Let `autoscaler.mode` switch in place in one `pulumi up`.
+
+    Two unrelated resources would be created new-first and deleted old-last; KEDA's admission
+    webhook rejects a ScaledObject while an HPA it does not own targets the same Deployment.
+    As one resource (the alias names the other kind's URN), a kind change is a replacement,
+    and delete-before-replace removes the old autoscaler before the new one is created."""
+    return pulumi.ResourceOptions(
+        parent=parent,
+        aliases=[pulumi.Alias(type_=other_type)],
+        replace_on_changes=["apiVersion", "kind"],
+        delete_before_replace=True,
+    )
 
 
 def queue_length_query(queue: str, namespace: str) -> str:
@@ -80,7 +97,6 @@ class QueueAutoscaler(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("celery-fleet:k8s:QueueAutoscaler", resource_name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         name = autoscaler_name(queue.name)
         labels = app_labels("celery-worker", name, "autoscaler")
         if cfg.mode == "hpa":
@@ -112,7 +128,7 @@ class QueueAutoscaler(pulumi.ComponentResource):
                     ],
                     "behavior": hpa_behavior(cfg),
                 },
-                opts=child,
+                opts=mode_switch_options(self, SCALED_OBJECT_TYPE),
             )
             self.kind = pulumi.Output.from_input("HorizontalPodAutoscaler")
         else:
@@ -147,7 +163,7 @@ class QueueAutoscaler(pulumi.ComponentResource):
                         }
                     ],
                 },
-                opts=child,
+                opts=mode_switch_options(self, HPA_TYPE),
             )
             self.kind = pulumi.Output.from_input("ScaledObject")
         self.register_outputs({"kind": self.kind})

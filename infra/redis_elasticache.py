@@ -40,7 +40,8 @@ class ElastiCacheRedis(pulumi.ComponentResource):
             vpc_id=cfg.vpc_id,
             ingress=[
                 {
-                    "description": "Redis from the cluster's node security group",
+                    # AWS allows only a-zA-Z0-9 ._-:/()#,@[]+=&;{}!$* in rule descriptions.
+                    "description": "Redis from the cluster node security group",
                     "protocol": "tcp",
                     "from_port": REDIS_PORT,
                     "to_port": REDIS_PORT,

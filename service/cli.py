@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from typing import NoReturn
 
@@ -16,6 +15,7 @@ from service.catalog.naming import EXPORTER_PORT, FLOWER_PORT, REDIS_PORT, WORKE
 from service.catalog.queues import CATALOG
 from service.config.settings import FleetSettings, load_settings
 from service.errors import FleetError, SettingsError
+from service.worker.fsutil import empty_dir
 
 cli = typer.Typer(
     name="fleet",
@@ -68,12 +68,10 @@ def worker(
     Extra options go to Celery unchanged (e.g. `-c 2 --hostname w1@%h`)."""
     settings = settings_or_exit()
     names = _check_queues(queues)
-    # Multiprocess metrics: a dir shared by the main process and the pool children. Wipe it:
+    # Multiprocess metrics: a dir shared by the main process and the pool children. Empty it:
     # files from a previous run would be counted again (and belong to dead pids).
     metrics_dir = settings.metrics_dir
-    if metrics_dir.exists():
-        shutil.rmtree(metrics_dir)
-    metrics_dir.mkdir(parents=True)
+    empty_dir(metrics_dir)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     settings.heartbeat_file.parent.mkdir(parents=True, exist_ok=True)
     settings.heartbeat_file.unlink(missing_ok=True)

@@ -11,7 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +119,7 @@ def worker_factory(tmp_path: Path, redis_url: str) -> Iterator[Callable[..., Wor
         concurrency: int | None = 2,
         wait: bool = True,
         timeout: float = 30,
+        prefix: Sequence[str] = (),
     ) -> Worker:
         index = len(workers)
         name = f"w{index}-{os.getpid()}"
@@ -142,6 +143,7 @@ def worker_factory(tmp_path: Path, redis_url: str) -> Iterator[Callable[..., Wor
         )
         child_env.update(env or {})
         args = [
+            *prefix,
             sys.executable,
             "-m",
             "service",

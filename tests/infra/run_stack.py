@@ -98,6 +98,22 @@ def main(argv: list[str]) -> int:
         return result
 
     resolved: dict[str, Any] = {}
+    options: list[dict[str, Any]] = []
+
+    def record_options(args: pulumi.ResourceTransformationArgs) -> None:
+        """Keep the options the engine would act on (mocks never see them)."""
+        opts = args.opts
+        options.append(
+            {
+                "type": args.type_,
+                "name": args.name,
+                "aliasTypes": [a.type_ for a in opts.aliases or [] if isinstance(a, pulumi.Alias)],
+                "deleteBeforeReplace": bool(opts.delete_before_replace),
+                "replaceOnChanges": list(opts.replace_on_changes or []),
+            }
+        )
+
+    pulumi.runtime.register_stack_transformation(record_options)
 
     @pulumi.runtime.test  # type: ignore[untyped-decorator]
     def program() -> pulumi.Output[None]:
@@ -110,7 +126,13 @@ def main(argv: list[str]) -> int:
     # The mock monitor keys registrations by URN; a URN's type chain names every ancestor.
     monitor = pulumi.runtime.settings.get_monitor()
     urns = sorted(getattr(monitor, "resources", {}))
-    json.dump({"resources": recorder.resources, "exports": resolved, "urns": urns}, sys.stdout)
+    result = {
+        "resources": recorder.resources,
+        "exports": resolved,
+        "urns": urns,
+        "options": options,
+    }
+    json.dump(result, sys.stdout)
     return 0
 
 

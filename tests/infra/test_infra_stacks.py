@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -253,3 +254,19 @@ def test_the_external_metrics_provider_matches_the_autoscaler_mode(stack: str) -
         assert release["inputs"]["chart"] == "keda"
     # Either way the pools wait for it (CRDs / the metric must exist first).
     assert any("ExternalMetricsProvider" in urn for urn in stack_result(stack)["urns"])
+
+
+# AWS (and the provider's validation) allow only these in security group and rule
+# descriptions, up to 255 characters; an apostrophe once failed prod preview.
+AWS_SG_DESCRIPTION = re.compile(r"^[a-zA-Z0-9 ._\-:/()#,@\[\]+=&;{}!$*]{0,255}$")
+
+
+def test_security_group_descriptions_are_valid_for_aws() -> None:
+    groups = of_type(stack_result("prod")["resources"], "aws:ec2/securityGroup:SecurityGroup")
+    assert groups
+    for group in groups:
+        inputs = group["inputs"]
+        rules = [*inputs.get("ingress", []), *inputs.get("egress", [])]
+        texts = [inputs.get("description", ""), *(r.get("description", "") for r in rules)]
+        bad = [t for t in texts if not AWS_SG_DESCRIPTION.match(t)]
+        assert not bad, f"{group['name']}: descriptions AWS rejects: {bad}"
