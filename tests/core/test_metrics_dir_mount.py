@@ -47,7 +47,8 @@ def test_empty_dir_keeps_a_directory_it_cannot_remove(tmp_path: Path) -> None:
     target = tmp_path / "metrics"
     target.mkdir()
     script = (
-        "import shutil, sys; from pathlib import Path; from service.worker.fsutil import empty_dir; "
+        "import shutil, sys; from pathlib import Path; "
+        "from service.worker.fsutil import empty_dir; "
         "p = Path(sys.argv[1]);\n"
         "try:\n    shutil.rmtree(p)\nexcept OSError as exc:\n    print('rmtree', exc.errno)\n"
         "empty_dir(p); print(sorted(x.name for x in p.iterdir()), p.is_dir())"
