@@ -65,6 +65,9 @@ class FleetSettings(BaseSettings):
     priority_sep: str = KOMBU_DEFAULT_SEP
 
     result_expires: int = Field(default=86_400, ge=60)
+    # Task events (what Flower's task views are built from): 3 PUBLISH per task plus a
+    # worker heartbeat every 2 s; off unless something reads them.
+    task_events: bool = False
     max_tasks_per_child: int = Field(default=1000, ge=1)
     max_memory_per_child_kb: int = Field(default=512_000, ge=10_000)
 

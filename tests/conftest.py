@@ -190,7 +190,17 @@ def worker_factory(tmp_path: Path, redis_url: str) -> Iterator[Callable[..., Wor
 
 @pytest.fixture
 def celery_app(redis_client: redis.Redis) -> Any:
-    """The service's Celery app as a producer, pointed at the session Redis."""
+    """The service's Celery app as a producer, pointed at the session Redis. Tests read the
+    results of what they send, so their calls opt in to storing results (the shipped
+    default ignores them)."""
+    from celery import signals
+
     from service import app
 
+    signals.before_task_publish.connect(_store_results, weak=False, dispatch_uid="tests-results")
     return app
+
+
+def _store_results(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    if headers is not None and headers.get("ignore_result") is None:
+        headers["ignore_result"] = False

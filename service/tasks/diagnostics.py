@@ -123,3 +123,9 @@ def until_fixed(run_key: str, password: str | None = None) -> str:
         raise PermanentTaskError(f"{run_key} is not fixed yet")
     client.rpush(f"fleet:diag:fixed-runs:{run_key}", password or "")
     return run_key
+
+
+@shared_task(base=FleetTask, name="service.tasks.diagnostics.stamp")
+def stamp(key: str) -> None:
+    """Record when the task started running (pickup-latency benchmark)."""
+    broker_redis().rpush(key, time.time())
