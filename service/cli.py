@@ -76,8 +76,13 @@ def worker(
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     settings.heartbeat_file.parent.mkdir(parents=True, exist_ok=True)
     settings.heartbeat_file.unlink(missing_ok=True)
-    args = ["worker", "-Q", ",".join(names), "--loglevel", settings.log_level, *ctx.args]
-    _exec_celery(args)
+    args = ["worker", "-Q", ",".join(names), "--loglevel", settings.log_level]
+    # Gossip makes every worker consume every other worker's events (N^2 at fleet scale);
+    # without task events nothing reads the 2 s worker heartbeats either.
+    args.append("--without-gossip")
+    if not settings.task_events:
+        args.append("--without-heartbeat")
+    _exec_celery([*args, *ctx.args])
 
 
 @cli.command(context_settings=_PASSTHROUGH)

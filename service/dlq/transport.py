@@ -105,7 +105,7 @@ class Channel(_RedisChannel):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         # kombu drops a blocking connection whose reply is later than this plus the health
         # check interval; our wait is longer than its 1 s BRPOP.
-        current: Any = self.brpop_timeout
+        current: Any = getattr(self, "brpop_timeout", None)
         self.brpop_timeout = max(current or 0, IDLE_TIMEOUT_SECONDS)
 
     # --- consuming -------------------------------------------------------------------------
@@ -231,6 +231,19 @@ class Channel(_RedisChannel):  # type: ignore[misc]
         if tracked:
             self._fleet_tracked_tag = None
         return tracked
+
+    def _size(self, queue: str) -> int:
+        # kombu's, except that a wrong-type key counts as empty instead of raising (queue
+        # declaration at worker start calls this: it would stop the worker).
+        lists = [self._q_for_pri(queue, pri) for pri in self.priority_steps]
+        with self.conn_or_acquire() as client, client.pipeline(transaction=False) as pipe:
+            for key in lists:
+                pipe.llen(key)
+            sizes = pipe.execute(raise_on_error=False)
+        self._warn_wrong_type(
+            [k for k, n in zip(lists, sizes, strict=True) if not isinstance(n, int)]
+        )
+        return sum(n for n in sizes if isinstance(n, int))
 
     def _warn_wrong_type(self, keys: list[Any]) -> None:
         for key in keys:
