@@ -16,6 +16,11 @@ from typing import Any
 import redis
 from celery import Celery
 
+if os.environ.get("PLAIN_FLEET_TRANSPORT"):  # diagnosis: plain Celery on fleet's transport
+    from service.dlq import transport
+
+    transport.register()
+
 app = Celery("plain", broker=os.environ["CELERY_BROKER_URL"])
 app.conf.update(
     task_serializer="json",

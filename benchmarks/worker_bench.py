@@ -150,6 +150,7 @@ def _capture_template(worker: RunningWorker) -> None:
     assert worker.template is not None, "could not capture a message template"
     stamp_key = f"bench:warm:{uuid.uuid4().hex}"
     worker.producer.send_task(worker.variant.stamp, args=[stamp_key])
+    client.lpush(f"fleet:wake:{worker.variant.queue}", "1")  # stock producers do not ring
     try:
         wait_until(lambda: client.llen(stamp_key) > 0, 60, message=f"{worker.variant.name} ready")
     except AssertionError:
@@ -219,8 +220,8 @@ def drain(worker: RunningWorker, n: int) -> Drain:
     with client.pipeline(transaction=False) as pipe:
         for message in messages:
             pipe.lpush(worker.list_key, message)
-            if worker.variant.fleet:  # what the fleet producer sends with every message
-                pipe.lpush(f"fleet:wake:{worker.variant.queue}", "1")
+            # What the fleet producer sends with every message (a stray list for plain).
+            pipe.lpush(f"fleet:wake:{worker.variant.queue}", "1")
         pipe.execute()
     try:
         wait_until(lambda: _remaining(client, worker.variant.queue) == 0, 300, interval=0.01)

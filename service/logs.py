@@ -103,3 +103,8 @@ def configure_logging(settings: FleetSettings) -> None:
     for name in ("celery", "celery.task", "celery.worker", "celery.beat", "kombu"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    # The per-task lines ("received" from the strategy, "succeeded"/"retry" from the tracer);
+    # their warnings and errors (failures, time limits) are always logged.
+    per_task = settings.log_level if settings.log_every_task else "WARNING"
+    for name in ("celery.worker.strategy", "celery.app.trace"):
+        logging.getLogger(name).setLevel(per_task)

@@ -135,6 +135,8 @@ def worker_factory(tmp_path: Path, redis_url: str) -> Iterator[Callable[..., Wor
                 "FLEET_METRICS_PORT": str(metrics_port),
                 "FLEET_HEARTBEAT_FILE": str(heartbeat),
                 "FLEET_HEARTBEAT_INTERVAL": "0.5",
+                # Tests wait for Celery's per-task lines ("received"); off by default.
+                "FLEET_LOG_EVERY_TASK": "true",
                 "FLEET_REPORTS_DIR": str(home / "reports"),
                 "FLEET_BEAT_SCHEDULE_FILE": str(home / "beat" / "schedule"),
                 "PYTHONUNBUFFERED": "1",

@@ -24,7 +24,6 @@ Registered for `redis://` and `rediss://` by `register()`, so URL handling stays
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 import uuid
@@ -37,13 +36,18 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps
 
 from service.dlq.envelope import MalformedEnvelope, parse_envelope
+from service.dlq.quarantine import (
+    QUARANTINE_KEY,
+    dead_letter_raw,
+    drain_quarantine,
+    quarantine_field,
+)
 from service.dlq.transport_qos import FleetQoS, warn_throttled
 from service.dlq.transport_scripts import POP_AND_TRACK, TRACK_QUARANTINED
 from service.naming import wake_key
 
 logger = logging.getLogger(__name__)
 
-QUARANTINE_KEY = "fleet:quarantine"
 WAKE_TOKEN = "1"
 # An idle worker polls once per this many seconds even without a wake token (messages from
 # producers that do not ring). Also its Redis cost when idle: one BLPOP and one poll.
@@ -52,41 +56,6 @@ IDLE_TIMEOUT_SECONDS = 30
 BACKOFF_SECONDS = 1.0
 
 __all__ = ["QUARANTINE_KEY", "MalformedEnvelope", "Transport", "parse_envelope", "register"]
-
-
-def _dead_letter_raw(client: Any, item: bytes, list_key: str, exc: BaseException) -> bool:
-    """Move a quarantined item to the DLQ; it stays quarantined if that fails."""
-    from service.dlq.capture import capture_raw
-
-    try:
-        capture_raw(item, list_key, exc)
-    except Exception:
-        logger.exception("dead-letter write failed; the item stays in %s", QUARANTINE_KEY)
-        return False
-    client.hdel(QUARANTINE_KEY, quarantine_field(list_key, item))
-    return True
-
-
-def quarantine_field(list_key: str, item: bytes) -> str:
-    return f"{list_key}|{hashlib.sha1(item).hexdigest()}"
-
-
-def drain_quarantine(client: Any) -> int:
-    """Items a crashed worker left quarantined (between its pop and its decision): a message
-    Python can read goes back to the tail of its list (next to be popped), anything else to
-    the DLQ. Called once per worker process, before its first poll."""
-    drained = 0
-    for field, item in client.hgetall(QUARANTINE_KEY).items():
-        list_key = bytes_to_str(field).rsplit("|", 1)[0]
-        try:
-            parse_envelope(item)
-        except MalformedEnvelope:
-            _dead_letter_raw(client, item, list_key, MalformedEnvelope("left in quarantine"))
-        else:
-            with client.pipeline() as pipe:  # MULTI/EXEC: back in the list, out of quarantine
-                pipe.rpush(list_key, item).hdel(QUARANTINE_KEY, field).execute()
-        drained += 1
-    return drained
 
 
 # The kombu stubs omit the Redis channel's private helpers used below.
@@ -99,6 +68,7 @@ class Channel(_RedisChannel):  # type: ignore[misc]
     _fleet_backoff = False
     _fleet_pending: str | None = None
     _fleet_tracked_tag: str | None = None
+    _fleet_waited: list[str] = []  # noqa: RUF012 - replaced, never mutated
     _quarantine_drained = False  # once per process, shared by every channel
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -127,6 +97,7 @@ class Channel(_RedisChannel):  # type: ignore[misc]
             Channel._quarantine_drained = True
             with self.conn_or_acquire() as client:
                 drain_quarantine(client)
+        self._fleet_waited = queues
         if self._fleet_backoff:
             args: list[Any] = ["BLPOP", f"fleet:backoff:{uuid.uuid4().hex}", BACKOFF_SECONDS]
             self._fleet_pending = "wait"
@@ -145,6 +116,15 @@ class Channel(_RedisChannel):  # type: ignore[misc]
         try:
             try:
                 reply = self.client.parse_response(self.client.connection, "EVAL", **options)
+                if pending == "wait":
+                    # A token or the idle timeout: poll now, on this connection, without
+                    # another trip through the event loop (pickup latency).
+                    self._fleet_idle = False
+                    connection = self.client.connection
+                    connection.send_command(
+                        "EVAL", POP_AND_TRACK, *self._poll_args(self._fleet_waited)
+                    )
+                    reply = self.client.parse_response(connection, "EVAL")
             except self.connection_errors:
                 self.client.connection.disconnect()
                 raise
@@ -154,9 +134,6 @@ class Channel(_RedisChannel):  # type: ignore[misc]
                 self._fleet_backoff = True
                 raise Empty() from None
             self._fleet_backoff = False
-            if pending == "wait":
-                self._fleet_idle = False  # a token or the idle timeout: poll now
-                raise Empty()
             list_key, item, tag, *wrong_type = reply
             if not list_key:
                 self._warn_wrong_type(wrong_type)
@@ -199,8 +176,8 @@ class Channel(_RedisChannel):  # type: ignore[misc]
         except MalformedEnvelope as exc:
             with self.conn_or_acquire() as client:
                 if not tag:
-                    _dead_letter_raw(client, item, list_key, exc)
-                elif _dead_letter_raw(client, item, list_key, exc):
+                    dead_letter_raw(client, item, list_key, exc)
+                elif dead_letter_raw(client, item, list_key, exc):
                     # cjson read it but Python cannot: the unacked record goes too.
                     self.qos._remove_from_indices(tag, client.pipeline()).execute()
             return None
