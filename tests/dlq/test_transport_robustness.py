@@ -114,3 +114,35 @@ def test_a_full_redis_makes_the_worker_back_off_and_lose_nothing(
     wait_until(lambda: client.hlen("unacked") == 0, 30, message="unacked drained")
     assert worker.alive()
     assert "Unrecoverable error" not in worker.log()
+
+
+def test_an_idle_worker_blocks_instead_of_polling_and_drops_stale_tokens(
+    redis_client: redis.Redis, celery_app: Any, worker_factory: Any
+) -> None:
+    # Given a worker that has drained a burst of tasks (one wake token each)
+    worker_factory("default")
+    for i in range(30):
+        celery_app.send_task(RECORD, args=["idle", str(i)])
+    wait_until(lambda: len(executed(redis_client, "idle")) == 30, 30, message="burst ran")
+    # Then the poll that found the queue empty dropped the tokens left over
+    wait_until(lambda: redis_client.llen("fleet:wake:default") == 0, 10, message="no tokens")
+    # And the idle worker waits in one blocking call, costing Redis (almost) nothing
+    wait_until(
+        lambda: any(c.get("cmd") == "blpop" for c in redis_client.client_list()),
+        10,
+        message="worker blocked in BLPOP",
+    )
+    redis_client.config_resetstat()
+    time.sleep(6)
+    calls = {
+        name: stats["calls"]
+        for name, stats in redis_client.info("commandstats").items()
+        if name not in ("cmdstat_config|resetstat", "cmdstat_info")
+    }
+    # (a one-off script load and binding refresh aside; polling every 0.1 s was ~60/s)
+    assert sum(calls.values()) <= 20, sorted(calls.items())
+    # And a new task is picked up at once, without waiting for an idle timeout
+    started = time.monotonic()
+    celery_app.send_task(RECORD, args=["idle", "late"])
+    wait_until(lambda: "late" in executed(redis_client, "idle"), 10, message="picked up")
+    assert time.monotonic() - started < 2
