@@ -61,6 +61,9 @@ class FleetSettings(BaseSettings):
     allow_short_visibility_timeout: bool = False
     unacked_restore_interval: float = Field(default=10.0, gt=0)
     unacked_mutex_expire: int = Field(default=60, ge=5)
+    # An idle worker blocks on its queues' wake lists and polls anyway this often, for
+    # messages pushed by something that does not push a wake token (a stock kombu client).
+    idle_poll_seconds: float = Field(default=30.0, ge=0.1, le=600)
     priority_steps: tuple[int, ...] = KOMBU_DEFAULT_PRIORITY_STEPS
     priority_sep: str = KOMBU_DEFAULT_SEP
 

@@ -51,7 +51,8 @@ logger = logging.getLogger(__name__)
 WAKE_TOKEN = "1"
 # An idle worker polls once per this many seconds even without a wake token (messages from
 # producers that do not ring). Also its Redis cost when idle: one BLPOP and one poll.
-IDLE_TIMEOUT_SECONDS = 30
+# Transport option `fleet_idle_timeout` (FLEET_IDLE_POLL_SECONDS) overrides it.
+IDLE_TIMEOUT_SECONDS = 30.0
 # After Redis refused the poll (full, a script error): wait this long before the next one.
 BACKOFF_SECONDS = 1.0
 
@@ -64,6 +65,8 @@ _RedisChannel: Any = kombu_redis.Channel
 
 class Channel(_RedisChannel):  # type: ignore[misc]
     QoS = FleetQoS
+    from_transport_options = (*_RedisChannel.from_transport_options, "fleet_idle_timeout")
+    fleet_idle_timeout = IDLE_TIMEOUT_SECONDS
     _fleet_idle = False
     _fleet_backoff = False
     _fleet_pending: str | None = None
@@ -76,7 +79,7 @@ class Channel(_RedisChannel):  # type: ignore[misc]
         # kombu drops a blocking connection whose reply is later than this plus the health
         # check interval; our wait is longer than its 1 s BRPOP.
         current: Any = getattr(self, "brpop_timeout", None)
-        self.brpop_timeout = max(current or 0, IDLE_TIMEOUT_SECONDS)
+        self.brpop_timeout = max(current or 0, self.fleet_idle_timeout)
 
     # --- consuming -------------------------------------------------------------------------
 
@@ -102,7 +105,7 @@ class Channel(_RedisChannel):  # type: ignore[misc]
             args: list[Any] = ["BLPOP", f"fleet:backoff:{uuid.uuid4().hex}", BACKOFF_SECONDS]
             self._fleet_pending = "wait"
         elif self._fleet_idle:
-            args = ["BLPOP", *(wake_key(q) for q in queues), IDLE_TIMEOUT_SECONDS]
+            args = ["BLPOP", *(wake_key(q) for q in queues), self.fleet_idle_timeout]
             self._fleet_pending = "wait"
         else:
             args = ["EVAL", POP_AND_TRACK, *self._poll_args(queues)]
