@@ -25,7 +25,7 @@ import redis
 from harness import REPO, RedisServer, free_port, wait_until
 
 # Commands the benchmark itself sends (publishing, polling for the end), not the worker.
-HARNESS_COMMANDS = {"lpush", "llen", "hlen", "info", "config|resetstat", "config", "lrange", "del"}
+HARNESS_COMMANDS = {"lpush", "llen", "hlen", "info", "config|resetstat", "config"}
 TRANSACTION = {"multi", "exec"}
 
 
