@@ -27,6 +27,8 @@ from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
+from service.dlq.message import SafeMessage
+
 logger = logging.getLogger(__name__)
 
 QUARANTINE_KEY = "fleet:quarantine"
@@ -116,6 +118,8 @@ _RedisChannel: Any = kombu_redis.Channel
 
 
 class Channel(_RedisChannel):  # type: ignore[misc]
+    # Builds messages whose body decoding cannot raise (issue #9: see service.dlq.message).
+    Message = SafeMessage
     _fleet_idle = False
     _fleet_pending: str | None = None
     _quarantine_drained = False  # once per process, shared by every channel
