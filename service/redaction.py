@@ -1,10 +1,11 @@
 """Masks secrets before they reach logs, the DLQ view, Flower or the CLI.
 
-Structures are masked by key (any depth). Free text (reprs, JSON bodies, exception messages,
-tracebacks) is masked by scanning: URL credentials (`scheme://user:pass@`) and the value after
-any key containing a sensitive word (`'password': 'x'`, `"token": 12`, `api_key=abc`). Every
-scan is linear in the text, and callers bound the text first (`mask_text`'s limit): a message
-is hostile input, and a quadratic regex on 40 KB froze a worker for a minute."""
+Structures are masked by key (any depth), and text inside them like free text. Free text
+(reprs, JSON bodies, exception messages, tracebacks) is masked by scanning: URL credentials
+(`scheme://user:pass@`) and the value after any key containing a sensitive word
+(`'password': 'x'`, `"token": 12`, `api_key=abc`). Every scan is linear in the text, and
+callers bound the text first (`mask_text`'s limit): a message is hostile input, and a
+quadratic regex on 40 KB froze a worker for a minute."""
 
 from __future__ import annotations
 
@@ -42,6 +43,9 @@ def _redact(value: Any, keys: tuple[str, ...]) -> Any:
         }
     if isinstance(value, list | tuple):
         return [_redact(v, keys) for v in value]
+    if isinstance(value, str) and ("=" in value or ":" in value):
+        # Free text inside a value ("login failed: password=x", a URL with credentials).
+        return mask_text(value, keys)
     return value
 
 
