@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -51,6 +52,31 @@ def _check_queues(queues: str) -> list[str]:
     return names
 
 
+_TIME_LIMIT_OPTIONS = ("--time-limit", "--soft-time-limit")
+
+
+def _check_time_limits(args: list[str], settings: FleetSettings) -> None:
+    """A time limit given on the command line must be a finite number of seconds below the
+    visibility timeout; otherwise Redis re-delivers the running task and it runs twice."""
+    for index, arg in enumerate(args):
+        option, _, inline = arg.partition("=")
+        if option not in _TIME_LIMIT_OPTIONS:
+            continue
+        raw = inline if inline else (args[index + 1] if index + 1 < len(args) else "")
+        try:
+            seconds = float(raw)
+        except ValueError:
+            fail(f"{option} needs a number of seconds, got {raw!r}")
+        if not math.isfinite(seconds) or seconds <= 0:
+            fail(f"{option} must be a positive finite number of seconds, got {raw!r}")
+        if seconds >= settings.visibility_timeout and not settings.allow_short_visibility_timeout:
+            fail(
+                f"{option} {raw} must be below FLEET_VISIBILITY_TIMEOUT "
+                f"({settings.visibility_timeout}s); otherwise Redis re-delivers running tasks "
+                "and they run twice"
+            )
+
+
 def _exec_celery(args: list[str]) -> NoReturn:
     argv = [sys.executable, "-m", "celery", "-A", "service", *args]
     sys.stdout.flush()
@@ -68,6 +94,7 @@ def worker(
     Extra options go to Celery unchanged (e.g. `-c 2 --hostname w1@%h`)."""
     settings = settings_or_exit()
     names = _check_queues(queues)
+    _check_time_limits(ctx.args, settings)
     # Multiprocess metrics: a dir shared by the main process and the pool children. Wipe it:
     # files from a previous run would be counted again (and belong to dead pids).
     metrics_dir = settings.metrics_dir

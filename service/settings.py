@@ -6,6 +6,7 @@ reprs, logs or exceptions."""
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 from service.errors import SettingsError
 from service.naming import KOMBU_DEFAULT_PRIORITY_STEPS, KOMBU_DEFAULT_SEP
@@ -46,7 +48,10 @@ class FleetSettings(BaseSettings):
     """Every knob the service reads. Env names are the field names upper-cased, except the
     two Celery-standard ones which keep their usual names."""
 
-    model_config = SettingsConfigDict(env_prefix="FLEET_", extra="ignore", frozen=True)
+    # allow_inf_nan=False: "inf" or "nan" for an interval or a timeout is a typo, not a wish.
+    model_config = SettingsConfigDict(
+        env_prefix="FLEET_", extra="ignore", frozen=True, allow_inf_nan=False
+    )
 
     broker_url: SecretStr = Field(
         default=SecretStr("redis://localhost:6379/0"), validation_alias="CELERY_BROKER_URL"
@@ -113,6 +118,17 @@ class FleetSettings(BaseSettings):
             raise ValueError("must not repeat a step")
         return tuple(sorted(value))
 
+    @field_validator("sensitive_keys")
+    @classmethod
+    def _sensitive_keys(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # An empty list would silently turn every mask off.
+        words = tuple(word.strip().lower() for word in value)
+        if not words or any(not word for word in words):
+            raise ValueError(
+                'must be a non-empty JSON list of non-empty words, e.g. ["password", "token"]'
+            )
+        return words
+
     @field_validator("flower_basic_auth")
     @classmethod
     def _basic_auth(cls, value: SecretStr | None) -> SecretStr | None:
@@ -150,10 +166,22 @@ def _env_name(loc: tuple[int | str, ...]) -> str:
     return f"FLEET_{field_name.upper()}" if field_name != "?" else "settings"
 
 
+# pydantic-settings' own error for a value it cannot even parse (non-JSON for a list field).
+_JSON_EXAMPLES = {"sensitive_keys": '["password", "token"]', "priority_steps": "[0, 3, 6, 9]"}
+_UNPARSABLE_FIELD = re.compile(r'error parsing value for field "(?P<field>\w+)"')
+
+
 def load_settings() -> FleetSettings:
     """Read settings now; raise SettingsError naming each bad variable (values never echoed)."""
     try:
         return FleetSettings()
+    except PydanticSettingsError as exc:
+        match = _UNPARSABLE_FIELD.search(str(exc))
+        field = match["field"] if match else "?"
+        example = _JSON_EXAMPLES.get(field, "[...]")
+        raise SettingsError(
+            f"invalid configuration:\n  {_env_name((field,))}: must be JSON, e.g. {example}"
+        ) from None
     except ValidationError as exc:
         problems = []
         for error in exc.errors(include_input=False, include_url=False):

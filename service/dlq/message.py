@@ -4,7 +4,8 @@ kombu decodes the body (base64 and friends) while it builds the message object, 
 consumer code runs; a body that is not valid for its declared `body_encoding`, an unknown
 encoding or a body that is not a string raised there and stopped the worker. Here such a
 message keeps its raw body and carries the error, which kombu hands to the consumer's
-`on_decode_error`: the worker dead-letters it instead of dying."""
+`on_decode_error`: the worker dead-letters it instead of dying. Missing delivery-info fields
+kombu's QoS reads are filled in (the stored message keeps its original bytes)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ class SafeMessage(virtual.Message):
     def __init__(self, payload: dict[str, Any], channel: Any = None, **kwargs: Any) -> None:
         try:
             super().__init__(payload, channel=channel, **kwargs)
+            self._complete_delivery_info()
             return
         except Exception:
             error = sys.exc_info()
@@ -49,5 +51,15 @@ class SafeMessage(virtual.Message):
             delivery_info=info if isinstance(info, dict) else {},
         )
         self._raw = payload
+        self._complete_delivery_info()
         # kombu's Consumer re-raises errors[0] into on_decode_error before on_message.
         self.errors = [error]
+
+    def _complete_delivery_info(self) -> None:
+        # kombu's Redis QoS indexes delivery_info['exchange'] and ['routing_key'] as soon as
+        # the message arrives; a message without them raised KeyError there, which the
+        # worker took for a lost connection, and the message came back forever.
+        if not isinstance(self.delivery_info, dict):
+            self.delivery_info = {}
+        self.delivery_info.setdefault("exchange", "")
+        self.delivery_info.setdefault("routing_key", "")
