@@ -25,6 +25,7 @@ import redis
 from service.errors import DLQError
 from service.naming import DLQ_PREFIX, dlq_entries_key, dlq_index_key, priority_list_key
 from service.queue_stats import SENT_AT_HEADER
+from service.task_names import bounded
 
 GLOBAL_INDEX = f"{DLQ_PREFIX}:index"
 STATS_KEY = f"{DLQ_PREFIX}:stats"
@@ -40,7 +41,8 @@ def reason_index_key(reason: str) -> str:
 
 
 def task_index_key(task_name: str) -> str:
-    return f"{DLQ_PREFIX}:by-task:{task_name}"
+    # Unregistered names share one index: their number is up to whoever sends messages.
+    return f"{DLQ_PREFIX}:by-task:{bounded(task_name)}"
 
 
 def member(queue: str, entry_id: str) -> str:
