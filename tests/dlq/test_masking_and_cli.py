@@ -5,11 +5,13 @@ Rich markup, and a Redis that is down or hung gives one line, not a traceback.""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -169,3 +171,41 @@ def test_fleet_dlq_with_redis_unavailable_prints_one_line(state: str, hung_redis
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and "Redis is unavailable" in lines[0], (command, result.stderr)
         assert "Traceback" not in result.stderr and "pw@" not in result.stderr
+
+
+def test_task_events_flower_shows_carry_no_secrets(
+    celery_app: Any, redis_client: redis.Redis, worker_factory: Any
+) -> None:
+    events: list[dict[str, Any]] = []
+    ready = threading.Event()
+
+    def listen() -> None:
+        with celery_app.connection_for_read() as connection:
+            receiver = celery_app.events.Receiver(connection, handlers={"*": events.append})
+            ready.set()
+            with contextlib.suppress(Exception):
+                receiver.capture(limit=None, timeout=20, wakeup=False)
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    ready.wait(10)
+    worker_factory("default")
+    time.sleep(1)
+    failed = celery_app.send_task(
+        "service.tasks.diagnostics.fail", args=[f"login failed: password={SECRET}"]
+    )
+    positional = celery_app.send_task("service.tasks.diagnostics.until_fixed", args=["ev", SECRET])
+
+    def seen(kind: str, task_id: str) -> bool:
+        return any(e.get("type") == kind and e.get("uuid") == task_id for e in events)
+
+    wait_until(
+        lambda: seen("task-failed", failed.id) and seen("task-received", positional.id),
+        30,
+        message="events",
+    )
+    assert SECRET not in json.dumps(events, default=str)
+    received = next(
+        e for e in events if e.get("type") == "task-received" and e.get("uuid") == positional.id
+    )
+    assert received["args"] == "['ev', '***']"
