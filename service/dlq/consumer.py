@@ -47,12 +47,16 @@ class FleetConsumer(Consumer):
     def create_task_handler(self, *args: Any, **kwargs: Any) -> Any:
         handle = super().create_task_handler(*args, **kwargs)
         tasks = self.app.tasks
-        limit = get_settings().max_body_bytes
+        settings = get_settings()
+        limit = settings.max_body_bytes
+        from service.celery_app import max_delay_seconds
+
+        max_delay = max_delay_seconds(settings)
         connection_errors = tuple(getattr(self, "connection_errors", None) or ())
 
         def on_task_received(message: Any) -> Any:
             try:
-                result = screen_call(message, tasks, limit)
+                result = screen_call(message, tasks, limit, max_delay)
                 if isinstance(result, Problem):
                     return self.dead_letter(message, result)
                 headers = message.headers

@@ -5,6 +5,7 @@ timeout of seconds."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -70,3 +71,21 @@ def test_delays_run_once_with_a_real_worker_and_a_short_visibility_timeout(
     time.sleep(13)
     assert redis_client.hgetall("fleet:diag:runs:eta-run") == {b"near": b"1"}
     assert redis_client.hlen("unacked") == 0
+
+
+def test_a_raw_message_with_a_far_eta_is_dead_lettered_not_held(
+    redis_client: redis.Redis, worker_factory: Any
+) -> None:
+    # A producer that bypasses the send-time check (raw push, another client library)
+    from envelopes import call_body, envelope
+
+    from service.dlq.capture import store
+
+    raw = json.loads(envelope(RECORD, call_body("eta-raw", "far"), task_id="far-eta"))
+    raw["headers"]["eta"] = (datetime.now(UTC) + timedelta(seconds=60)).isoformat()
+    redis_client.lpush("default", json.dumps(raw))
+    worker_factory("default", env=SHORT)
+    wait_until(lambda: store().get("default", "far-eta"), 15, message="dead-lettered")
+    assert "eta" in store().get("default", "far-eta")["exception_message"]  # type: ignore[index]
+    assert redis_client.hlen("unacked") == 0
+    assert not redis_client.exists("fleet:diag:runs:eta-raw")
