@@ -223,3 +223,38 @@ def capture_raw(item: bytes, list_key: str, exc: BaseException) -> None:
     entry["raw_body_bytes"] = len(item)
     write_entry(store(), entry, {"raw": base64.b64encode(item).decode()})
     task_metrics.dead_lettered(queue, entry["task_name"], str(Reason.MALFORMED_ENVELOPE))
+
+
+def capture_minimal(
+    reason: Reason,
+    error: BaseException,
+    entry_id: str | None,
+    task_name: str | None,
+    delivery_info: Any,
+    body: bytes | None,
+    envelope: dict[str, Any] | None,
+) -> None:
+    """The last resort when building a full entry failed for something other than Redis:
+    the minimal entry (reason, raw body, the error) from plain bounded values only."""
+    from service.dlq.safe_write import minimal_entry
+
+    settings = get_settings()
+    raw = body or b""
+    queue, name = queue_for_delivery(delivery_info), task_name or "(unknown)"
+    entry: dict[str, Any] = {
+        "id": entry_id or str(uuid.uuid4()),
+        "task_id": entry_id,
+        "task_name": name,
+        "queue": queue,
+        "reason": str(reason),
+        "exception_type": type(error).__name__,
+        "worker": socket.gethostname(),
+        "raw_body": _raw_body_view(raw, settings.sensitive_keys),
+        "raw_body_bytes": len(raw),
+    }
+    write_entry(store(), minimal_entry(entry, error), envelope or {"raw": _b64(raw)})
+    task_metrics.dead_lettered(queue, name, str(reason))
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()

@@ -15,8 +15,10 @@ from typing import Any
 
 from celery.worker.consumer import Consumer
 
-from service.dlq.capture import capture_message
+from service.dlq.capture import capture_message, capture_minimal
+from service.dlq.message import raw_body_bytes
 from service.dlq.reasons import Reason
+from service.dlq.safe_write import RedisUnavailable
 from service.dlq.screening import Call, Problem, screen_call
 from service.redaction import mask_text, redact_call
 from service.settings import get_settings
@@ -86,7 +88,21 @@ class FleetConsumer(Consumer):
             extra={"task_name": problem.task_name, "reason": str(problem.reason)},
         )
         try:
-            capture_message(message, problem.reason, problem.as_exception(), problem.task_name)
+            try:
+                capture_message(message, problem.reason, problem.as_exception(), problem.task_name)
+            except RedisUnavailable:
+                raise
+            except Exception as build_error:  # the entry itself could not be built
+                logger.exception("dead-letter entry failed; writing a minimal one")
+                capture_minimal(
+                    problem.reason,
+                    build_error,
+                    _header(message, "id") or getattr(message, "delivery_tag", None),
+                    problem.task_name,
+                    getattr(message, "delivery_info", None),
+                    raw_body_bytes(getattr(message, "body", b"")),
+                    getattr(message, "_raw", None),
+                )
         except Exception as exc:
             FleetConsumer._write_failures += 1
             delay = min(MAX_REQUEUE_DELAY, REQUEUE_DELAY * 2 ** (self._write_failures - 1))
@@ -136,7 +152,11 @@ class FleetConsumer(Consumer):
         )
 
 
-def _task_name(message: Any) -> str | None:
+def _header(message: Any, key: str) -> str | None:
     headers = getattr(message, "headers", None)
-    name = headers.get("task") if isinstance(headers, dict) else None
-    return name if isinstance(name, str) else None
+    value = headers.get(key) if isinstance(headers, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _task_name(message: Any) -> str | None:
+    return _header(message, "task")

@@ -37,7 +37,7 @@ class RedisUnavailable(Exception):
 
 
 def is_redis_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+    if isinstance(exc, RedisUnavailable | redis.ConnectionError | redis.TimeoutError):
         return True
     return isinstance(exc, redis.ResponseError) and str(exc).startswith(_UNAVAILABLE_REPLIES)
 

@@ -10,6 +10,7 @@ task never vanishes, and never spins."""
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import time
 from typing import Any, ClassVar
@@ -19,6 +20,7 @@ from celery.exceptions import MaxRetriesExceededError, Reject, Retry, SoftTimeLi
 
 from service.dlq import capture
 from service.dlq.reasons import Reason
+from service.dlq.safe_write import is_redis_unavailable
 from service.errors import PermanentTaskError, TransientTaskError
 
 logger = logging.getLogger(__name__)
@@ -85,6 +87,28 @@ class FleetTask(Task[Any, Any]):
             return Reason.MAX_RETRIES_EXCEEDED
         return Reason.NON_RETRYABLE_ERROR
 
+    def _dead_letter_minimal(self, reason: Reason, failure: BaseException) -> bool:
+        """The entry could not be built (not a Redis outage): write the minimal one."""
+        try:
+            body = json.dumps(
+                [list(self.request.args or []), self.request.kwargs or {}], default=repr
+            )
+        except Exception:  # arguments even repr() cannot render
+            body = ""
+        try:
+            capture.capture_minimal(
+                reason,
+                failure,
+                self.request.id,
+                self.name,
+                self.request.delivery_info,
+                body.encode("utf-8", "backslashreplace"),
+                None,
+            )
+        except Exception:
+            return False
+        return True
+
     def _dead_letter(
         self, reason: Reason, exc: BaseException, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
@@ -96,6 +120,8 @@ class FleetTask(Task[Any, Any]):
                 return
             except Exception as write_error:
                 failure = write_error
+            if not is_redis_unavailable(failure) and self._dead_letter_minimal(reason, failure):
+                return
             if pause is None:
                 break
             try:

@@ -87,7 +87,6 @@ HOSTILE: dict[str, tuple[str, bytes]] = {
     "routing key of wrong type": raw_envelope(
         GOOD_BODY, properties={"delivery_info": {"exchange": 5, "routing_key": [1]}}
     ),
-    "delivery_info without exchange": raw_envelope(GOOD_BODY, properties={"delivery_info": {}}),
     "reply_to of wrong type": raw_envelope(GOOD_BODY, properties={"reply_to": {"a": 1}}),
     "correlation_id of wrong type": raw_envelope(GOOD_BODY, properties={"correlation_id": [1]}),
     "embed of wrong type": raw_envelope(b64(b'[[1], {}, "callbacks"]')),

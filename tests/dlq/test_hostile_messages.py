@@ -35,3 +35,18 @@ def test_every_hostile_message_is_dead_lettered_and_the_worker_survives(
     assert celery_app.send_task(NOOP, args=["alive"]).get(timeout=20) == "alive"
     assert redis_client.llen("default") == 0
     wait_until(lambda: redis_client.hlen("unacked") == 0, 10, message="nothing in flight")
+
+
+def test_a_message_without_exchange_in_delivery_info_runs(
+    celery_app: Any, redis_client: redis.Redis, worker_factory: Any
+) -> None:
+    # kombu's Redis QoS read delivery_info['exchange'] on arrival: KeyError, taken for a lost
+    # connection, and the message came back forever (found by the fuzz test)
+    from hostile import GOOD_BODY, raw_envelope
+
+    task_id, raw = raw_envelope(GOOD_BODY, properties={"delivery_info": {}})
+    redis_client.lpush("default", raw)
+    worker = worker_factory("default")
+    assert celery_app.AsyncResult(task_id).get(timeout=20) == "ok"
+    assert worker.alive() and "Connection to broker lost" not in worker.log()
+    wait_until(lambda: redis_client.hlen("unacked") == 0, 10, message="acked")
