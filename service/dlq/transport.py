@@ -118,7 +118,7 @@ _RedisChannel: Any = kombu_redis.Channel
 
 
 class Channel(_RedisChannel):  # type: ignore[misc]
-    # Builds messages whose body decoding cannot raise (issue #9: see service.dlq.message).
+    # Messages whose body decoding cannot raise: bad bodies reach the DLQ (service.dlq.message).
     Message = SafeMessage
     _fleet_idle = False
     _fleet_pending: str | None = None
