@@ -18,13 +18,15 @@ from service.dlq.capture import store
 from service.dlq.store import Filter
 
 FAIL = "service.tasks.diagnostics.fail"
+# Runs are counted from Celery's "received" log lines.
+LOG_TASKS = {"FLEET_LOG_EVERY_TASK": "true"}
 
 
 def test_a_failure_with_non_finite_float_arguments_is_dead_lettered_once(
     celery_app: Any, redis_client: redis.Redis, worker_factory: Any
 ) -> None:
     # Given a task that fails permanently with arguments Redis' cjson cannot encode
-    worker = worker_factory("default")
+    worker = worker_factory("default", env=LOG_TASKS)
     result = celery_app.send_task(FAIL, args=[math.inf])
     # Then it is in the DLQ (the non-finite value shown as text), once, and not rerun
     dlq = store()
@@ -41,7 +43,7 @@ def test_an_entry_redis_refuses_falls_back_to_a_minimal_entry(
     celery_app: Any, redis_client: redis.Redis, worker_factory: Any
 ) -> None:
     # Given an entry for id "dup" from one task...
-    worker = worker_factory("default")
+    worker = worker_factory("default", env=LOG_TASKS)
     first = celery_app.send_task(FAIL, args=["one"], task_id="dup")
     dlq = store()
     wait_until(lambda: dlq.count(Filter()) == 1, 20, message="first entry")
@@ -67,7 +69,7 @@ def test_dlq_redis_down_backs_off_instead_of_spinning(
 ) -> None:
     # Given a worker whose DLQ Redis does not answer
     dead = f"redis://127.0.0.1:{free_port()}/0"
-    worker = worker_factory("default", env={"FLEET_DLQ_URL": dead})
+    worker = worker_factory("default", env={"FLEET_DLQ_URL": dead, **LOG_TASKS})
     # When a task fails permanently and a poison message arrives
     result = celery_app.send_task(FAIL, args=["boom"])
     redis_client.lpush("default", envelope(FAIL, b"{not json", task_id="poison"))

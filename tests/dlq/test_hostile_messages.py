@@ -32,7 +32,8 @@ def test_every_hostile_message_is_dead_lettered_and_the_worker_survives(
         entry = dlq.get("default", tid)
         assert entry is not None and entry["raw_body"], name
         assert entry["reason"] in {"malformed_body", "invalid_message"}, (name, entry["reason"])
-    assert celery_app.send_task(NOOP, args=["alive"]).get(timeout=20) == "alive"
+    alive = celery_app.send_task(NOOP, args=["alive"], ignore_result=False)
+    assert alive.get(timeout=20) == "alive"
     assert redis_client.llen("default") == 0
     wait_until(lambda: redis_client.hlen("unacked") == 0, 10, message="nothing in flight")
 
@@ -44,7 +45,9 @@ def test_a_message_without_exchange_in_delivery_info_runs(
     # connection, and the message came back forever (found by the fuzz test)
     from hostile import GOOD_BODY, raw_envelope
 
-    task_id, raw = raw_envelope(GOOD_BODY, properties={"delivery_info": {}})
+    task_id, raw = raw_envelope(
+        GOOD_BODY, headers={"ignore_result": False}, properties={"delivery_info": {}}
+    )
     redis_client.lpush("default", raw)
     worker = worker_factory("default")
     assert celery_app.AsyncResult(task_id).get(timeout=20) == "ok"

@@ -37,7 +37,8 @@ def fleet(*args: str) -> Any:
 def test_secrets_in_arguments_bodies_and_exceptions_are_never_shown(
     celery_app: Any, redis_client: redis.Redis, worker_factory: Any
 ) -> None:
-    worker = worker_factory("default")
+    # Celery's per-task log lines on: they must be masked too
+    worker = worker_factory("default", env={"FLEET_LOG_EVERY_TASK": "true"})
     # A password passed positionally, one in an exception message, one in a poison body
     positional = celery_app.send_task("service.tasks.diagnostics.until_fixed", args=["pos", SECRET])
     raised = celery_app.send_task(
@@ -189,7 +190,7 @@ def test_task_events_flower_shows_carry_no_secrets(
     thread = threading.Thread(target=listen, daemon=True)
     thread.start()
     ready.wait(10)
-    worker_factory("default")
+    worker_factory("default", env={"FLEET_TASK_EVENTS": "true"})
     time.sleep(1)
     failed = celery_app.send_task(
         "service.tasks.diagnostics.fail", args=[f"login failed: password={SECRET}"]

@@ -20,7 +20,7 @@ def test_a_string_under_a_sub_list_name_does_not_stop_the_worker(
 ) -> None:
     redis_client.set("default\x06\x163", "not a list")
     worker = worker_factory("default")
-    result = celery_app.send_task(NOOP, args=["still-served"])
+    result = celery_app.send_task(NOOP, args=["still-served"], ignore_result=False)
     assert result.get(timeout=15) == "still-served"
     time.sleep(1)
     assert worker.alive()
