@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 import redis
-from envelopes import call_body, envelope
+from envelopes import envelope
 from harness import free_port, wait_until
 
 from service.dlq.capture import store
@@ -48,10 +48,7 @@ def test_an_entry_redis_refuses_falls_back_to_a_minimal_entry(
     dlq = store()
     wait_until(lambda: dlq.count(Filter()) == 1, 20, message="first entry")
     # ...when a message of another task with the same id fails
-    redis_client.lpush(
-        "default",
-        envelope("service.tasks.diagnostics.until_fixed", call_body("zz"), task_id="dup"),
-    )
+    celery_app.send_task("service.tasks.diagnostics.until_fixed", args=["zz"], task_id="dup")
     # Then the second lands as a minimal entry next to the first, once, and is acked
     wait_until(lambda: dlq.count(Filter()) == 2, 20, message="fallback entry")
     entries = {e["id"]: e for e in dlq.page(Filter())}
@@ -69,10 +66,11 @@ def test_dlq_redis_down_backs_off_instead_of_spinning(
 ) -> None:
     # Given a worker whose DLQ Redis does not answer
     dead = f"redis://127.0.0.1:{free_port()}/0"
-    worker = worker_factory("default", env={"FLEET_DLQ_URL": dead, **LOG_TASKS})
-    # When a task fails permanently and a poison message arrives
-    result = celery_app.send_task(FAIL, args=["boom"])
+    # (the poison waits in the queue before the worker starts: picked up by its first poll)
     redis_client.lpush("default", envelope(FAIL, b"{not json", task_id="poison"))
+    worker = worker_factory("default", env={"FLEET_DLQ_URL": dead, **LOG_TASKS})
+    # When a task fails permanently too
+    result = celery_app.send_task(FAIL, args=["boom"])
     time.sleep(12)
     # Then each is retried a handful of times, not thousands, and nothing is lost
     runs = worker.log().count(f"{FAIL}[{result.id}] received")

@@ -37,13 +37,6 @@ def fleet(*args: str) -> Any:
 def test_secrets_in_arguments_bodies_and_exceptions_are_never_shown(
     celery_app: Any, redis_client: redis.Redis, worker_factory: Any
 ) -> None:
-    # Celery's per-task log lines on: they must be masked too
-    worker = worker_factory("default", env={"FLEET_LOG_EVERY_TASK": "true"})
-    # A password passed positionally, one in an exception message, one in a poison body
-    positional = celery_app.send_task("service.tasks.diagnostics.until_fixed", args=["pos", SECRET])
-    raised = celery_app.send_task(
-        "service.tasks.diagnostics.fail", args=[f"login failed: password={SECRET}"]
-    )
     redis_client.lpush(
         "default",
         envelope(
@@ -51,6 +44,13 @@ def test_secrets_in_arguments_bodies_and_exceptions_are_never_shown(
             call_body(password=SECRET, other=1),
             task_id="poison-body",
         ),
+    )
+    # Celery's per-task log lines on: they must be masked too
+    worker = worker_factory("default", env={"FLEET_LOG_EVERY_TASK": "true"})
+    # A password passed positionally, one in an exception message, one in a poison body
+    positional = celery_app.send_task("service.tasks.diagnostics.until_fixed", args=["pos", SECRET])
+    raised = celery_app.send_task(
+        "service.tasks.diagnostics.fail", args=[f"login failed: password={SECRET}"]
     )
     dlq = store()
     wait_until(lambda: dlq.count(Filter()) == 3, 30, message="three entries")
