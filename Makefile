@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 APT_PACKAGES := redis-server prometheus
 
-.PHONY: all setup venv system-deps lint lint-ci typecheck rules generate check-generated test deploy-test bench worker dev clean
+.PHONY: all setup venv system-deps lint lint-ci typecheck rules generate check-generated test deploy-test bench fuzz worker dev clean
 
 all: lint typecheck test
 
@@ -88,6 +88,10 @@ deploy-test: setup
 
 bench: setup
 	$(BIN)/pytest -q benchmarks --benchmark-only
+
+# The worker fuzz test with a large random batch (make test runs a small fixed one).
+fuzz: setup
+	FLEET_FUZZ_EXAMPLES=$(or $(EXAMPLES),500) FLEET_FUZZ_RANDOM=1 $(BIN)/pytest -q tests/dlq/test_fuzz.py -k mutated
 
 worker: setup
 	$(BIN)/fleet worker -Q $(or $(QUEUES),default)

@@ -32,6 +32,16 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["CELERY_RESULT_BACKEND"] = url
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    import results
+
+    path = results.write()
+    if path is not None:
+        terminalreporter.write_sep("=", "celery-fleet benchmark figures")
+        terminalreporter.write_line(results.table())
+        terminalreporter.write_line(f"written to {path}")
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     server = _SESSION.pop("server", None)
     if server is not None:

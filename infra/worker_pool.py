@@ -55,6 +55,8 @@ class WorkerPool(pulumi.ComponentResource):
                 env("FLEET_HEARTBEAT_FILE", HEARTBEAT_FILE),
                 env("FLEET_METRICS_PORT", str(WORKER_METRICS_PORT)),
                 env("FLEET_MAX_MEMORY_PER_CHILD_KB", str(queue.max_memory_per_child_kb)),
+                # Flower's task views are built from task events (3 PUBLISH per task).
+                env("FLEET_TASK_EVENTS", "true" if cfg.features.flower else "false"),
             ],
             mounts=[metrics_mount, beat_mount, tmp_mount],
             ports=[{"name": "metrics", "container_port": WORKER_METRICS_PORT}],

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from service.catalog.naming import EXPORTER_PORT, FLOWER_PORT, REDIS_PORT, WORKER_METRICS_PORT
@@ -30,7 +32,7 @@ _PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -51,6 +53,31 @@ def _check_queues(queues: str) -> list[str]:
     return names
 
 
+_TIME_LIMIT_OPTIONS = ("--time-limit", "--soft-time-limit")
+
+
+def _check_time_limits(args: list[str], settings: FleetSettings) -> None:
+    """A time limit given on the command line must be a finite number of seconds below the
+    visibility timeout; otherwise Redis re-delivers the running task and it runs twice."""
+    for index, arg in enumerate(args):
+        option, _, inline = arg.partition("=")
+        if option not in _TIME_LIMIT_OPTIONS:
+            continue
+        raw = inline if inline else (args[index + 1] if index + 1 < len(args) else "")
+        try:
+            seconds = float(raw)
+        except ValueError:
+            fail(f"{option} needs a number of seconds, got {raw!r}")
+        if not math.isfinite(seconds) or seconds <= 0:
+            fail(f"{option} must be a positive finite number of seconds, got {raw!r}")
+        if seconds >= settings.visibility_timeout and not settings.allow_short_visibility_timeout:
+            fail(
+                f"{option} {raw} must be below FLEET_VISIBILITY_TIMEOUT "
+                f"({settings.visibility_timeout}s); otherwise Redis re-delivers running tasks "
+                "and they run twice"
+            )
+
+
 def _exec_celery(args: list[str]) -> NoReturn:
     argv = [sys.executable, "-m", "celery", "-A", "service", *args]
     sys.stdout.flush()
@@ -68,6 +95,7 @@ def worker(
     Extra options go to Celery unchanged (e.g. `-c 2 --hostname w1@%h`)."""
     settings = settings_or_exit()
     names = _check_queues(queues)
+    _check_time_limits(ctx.args, settings)
     # Multiprocess metrics: a dir shared by the main process and the pool children. Empty it:
     # files from a previous run would be counted again (and belong to dead pids).
     metrics_dir = settings.metrics_dir
@@ -75,8 +103,13 @@ def worker(
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     settings.heartbeat_file.parent.mkdir(parents=True, exist_ok=True)
     settings.heartbeat_file.unlink(missing_ok=True)
-    args = ["worker", "-Q", ",".join(names), "--loglevel", settings.log_level, *ctx.args]
-    _exec_celery(args)
+    args = ["worker", "-Q", ",".join(names), "--loglevel", settings.log_level]
+    # Gossip makes every worker consume every other worker's events (N^2 at fleet scale);
+    # without task events nothing reads the 2 s worker heartbeats either.
+    args.append("--without-gossip")
+    if not settings.task_events:
+        args.append("--without-heartbeat")
+    _exec_celery([*args, *ctx.args])
 
 
 @cli.command(context_settings=_PASSTHROUGH)
@@ -283,7 +316,7 @@ def main() -> None:
         # outside typer, so they print as one clean line with exit code 2.
         cli()
     except FleetError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(2)
 
 

@@ -136,6 +136,8 @@ def worker_factory(tmp_path: Path, redis_url: str) -> Iterator[Callable[..., Wor
                 "FLEET_METRICS_PORT": str(metrics_port),
                 "FLEET_HEARTBEAT_FILE": str(heartbeat),
                 "FLEET_HEARTBEAT_INTERVAL": "0.5",
+                # Tests wait for Celery's per-task lines ("received"); off by default.
+                "FLEET_LOG_EVERY_TASK": "true",
                 "FLEET_REPORTS_DIR": str(home / "reports"),
                 "FLEET_BEAT_SCHEDULE_FILE": str(home / "beat" / "schedule"),
                 "PYTHONUNBUFFERED": "1",
@@ -192,7 +194,17 @@ def worker_factory(tmp_path: Path, redis_url: str) -> Iterator[Callable[..., Wor
 
 @pytest.fixture
 def celery_app(redis_client: redis.Redis) -> Any:
-    """The service's Celery app as a producer, pointed at the session Redis."""
+    """The service's Celery app as a producer, pointed at the session Redis. Tests read the
+    results of what they send, so their calls opt in to storing results (the shipped
+    default ignores them)."""
+    from celery import signals
+
     from service import app
 
+    signals.before_task_publish.connect(_store_results, weak=False, dispatch_uid="tests-results")
     return app
+
+
+def _store_results(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    if headers is not None and headers.get("ignore_result") is None:
+        headers["ignore_result"] = False

@@ -59,3 +59,8 @@ def dlq_entries_key(queue: str) -> str:
 def dlq_index_key(queue: str) -> str:
     """Sorted set: entry id scored by its last failure time (ordering and time filters)."""
     return f"{DLQ_PREFIX}:{queue}:index"
+
+
+def wake_key(queue: str) -> str:
+    """List of wake-up tokens for idle workers of `queue` (service.dlq.transport)."""
+    return f"fleet:wake:{queue}"

@@ -24,6 +24,8 @@ def transport_options(settings: FleetSettings) -> dict[str, Any]:
         "unacked_restore_throttle": 1,
         # A worker killed while sweeping holds the sweep mutex until it expires (default 300s).
         "unacked_mutex_expire": settings.unacked_mutex_expire,
+        # service.dlq.transport: how long an idle worker blocks before polling anyway.
+        "fleet_idle_timeout": settings.idle_poll_seconds,
     }
 
 
@@ -53,7 +55,10 @@ def build_config(settings: FleetSettings, catalog: QueueCatalog = CATALOG) -> di
         "worker_max_memory_per_child": settings.max_memory_per_child_kb,
         # No global time limits: they would become task attributes and beat the per-queue
         # limits the worker sets at start (service.worker.hooks.apply_queue_defaults).
-        # Results are kept for a day, then Redis expires them: no unbounded growth.
+        # Results are stored only for tasks that opt in (`ignore_result=False` on the task or
+        # the call): a stored result costs GET + SETEX + PUBLISH per task, for nobody when
+        # the caller never reads it. Stored ones expire after a day: no unbounded growth.
+        "task_ignore_result": True,
         "result_expires": settings.result_expires,
         "result_extended": True,
         # A typo in a queue name is an error, not a silently created queue nobody consumes.
@@ -77,8 +82,9 @@ def build_config(settings: FleetSettings, catalog: QueueCatalog = CATALOG) -> di
         # a broker blip there makes Celery fail the task without running it and ACK the
         # message (lost). Measured in fault test R2.
         "task_track_started": False,
-        # Flower builds its task views from these events.
-        "worker_send_task_events": True,
+        # Flower builds its task views from these events; each task then costs 3 PUBLISH
+        # (received, started, succeeded) and the worker publishes a heartbeat every 2 s.
+        "worker_send_task_events": settings.task_events,
         # Keep Celery from hijacking the root logger; we configure JSON logs ourselves.
         "worker_hijack_root_logger": False,
         # Let running tasks finish through a broker blip rather than killing them half-way;

@@ -6,6 +6,7 @@ reprs, logs or exceptions."""
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 from service.catalog.naming import (
     FLOWER_PORT,
@@ -51,7 +53,10 @@ class FleetSettings(BaseSettings):
     """Every knob the service reads. Env names are the field names upper-cased, except the
     two Celery-standard ones which keep their usual names."""
 
-    model_config = SettingsConfigDict(env_prefix="FLEET_", extra="ignore", frozen=True)
+    # allow_inf_nan=False: "inf" or "nan" for an interval or a timeout is a typo, not a wish.
+    model_config = SettingsConfigDict(
+        env_prefix="FLEET_", extra="ignore", frozen=True, allow_inf_nan=False
+    )
 
     broker_url: SecretStr = Field(
         default=SecretStr("redis://localhost:6379/0"), validation_alias="CELERY_BROKER_URL"
@@ -66,10 +71,16 @@ class FleetSettings(BaseSettings):
     allow_short_visibility_timeout: bool = False
     unacked_restore_interval: float = Field(default=10.0, gt=0)
     unacked_mutex_expire: int = Field(default=60, ge=5)
+    # An idle worker blocks on its queues' wake lists and polls anyway this often, for
+    # messages pushed by something that does not push a wake token (a stock kombu client).
+    idle_poll_seconds: float = Field(default=30.0, ge=0.1, le=600)
     priority_steps: tuple[int, ...] = KOMBU_DEFAULT_PRIORITY_STEPS
     priority_sep: str = KOMBU_DEFAULT_SEP
 
     result_expires: int = Field(default=86_400, ge=60)
+    # Task events (what Flower's task views are built from): 3 PUBLISH per task plus a
+    # worker heartbeat every 2 s; off unless something reads them.
+    task_events: bool = False
     max_tasks_per_child: int = Field(default=1000, ge=1)
     max_memory_per_child_kb: int = Field(default=512_000, ge=10_000)
 
@@ -83,6 +94,9 @@ class FleetSettings(BaseSettings):
     snapshot_interval: float = Field(default=60.0, ge=1)
     log_level: LogLevel = "INFO"
     log_format: LogFormat = "json"
+    # Celery's two INFO lines per task ("received", "succeeded"; also "retry"): off by
+    # default, the task metrics count them; each JSON line costs the worker ~0.1 ms.
+    log_every_task: bool = False
 
     # Poison-message bounds and DLQ policy.
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
@@ -117,6 +131,17 @@ class FleetSettings(BaseSettings):
         if len(set(value)) != len(value):
             raise ValueError("must not repeat a step")
         return tuple(sorted(value))
+
+    @field_validator("sensitive_keys")
+    @classmethod
+    def _sensitive_keys(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # An empty list would silently turn every mask off.
+        words = tuple(word.strip().lower() for word in value)
+        if not words or any(not word for word in words):
+            raise ValueError(
+                'must be a non-empty JSON list of non-empty words, e.g. ["password", "token"]'
+            )
+        return words
 
     @field_validator("flower_basic_auth")
     @classmethod
@@ -155,10 +180,22 @@ def _env_name(loc: tuple[int | str, ...]) -> str:
     return f"FLEET_{field_name.upper()}" if field_name != "?" else "settings"
 
 
+# pydantic-settings' own error for a value it cannot even parse (non-JSON for a list field).
+_JSON_EXAMPLES = {"sensitive_keys": '["password", "token"]', "priority_steps": "[0, 3, 6, 9]"}
+_UNPARSABLE_FIELD = re.compile(r'error parsing value for field "(?P<field>\w+)"')
+
+
 def load_settings() -> FleetSettings:
     """Read settings now; raise SettingsError naming each bad variable (values never echoed)."""
     try:
         return FleetSettings()
+    except PydanticSettingsError as exc:
+        match = _UNPARSABLE_FIELD.search(str(exc))
+        field = match["field"] if match else "?"
+        example = _JSON_EXAMPLES.get(field, "[...]")
+        raise SettingsError(
+            f"invalid configuration:\n  {_env_name((field,))}: must be JSON, e.g. {example}"
+        ) from None
     except ValidationError as exc:
         problems = []
         for error in exc.errors(include_input=False, include_url=False):

@@ -16,8 +16,9 @@ from service.catalog.queues import CATALOG
 from service.config.redis_client import dlq_redis
 from service.config.settings import get_settings
 from service.dlq.reasons import Reason
+from service.dlq.safe_write import safe_text, write_entry
 from service.dlq.store import DLQStore
-from service.redaction import mask_credentials, mask_sensitive_repr, redact
+from service.redaction import mask_text, redact_call
 from service.worker.metrics import task_metrics
 
 FIRST_FAILURE_PREFIX = "fleet:first-failure"
@@ -47,9 +48,11 @@ _QUEUE_BY_BINDING = {
 
 def queue_for_delivery(delivery_info: dict[str, Any] | None) -> str:
     """The catalog queue a message was consumed from (called for every task's metrics)."""
-    info = delivery_info or {}
-    binding = (info.get("exchange") or "", info.get("routing_key") or "")
-    return _QUEUE_BY_BINDING.get(binding, CATALOG.default_queue)
+    info = delivery_info if isinstance(delivery_info, dict) else {}
+    exchange, routing_key = info.get("exchange") or "", info.get("routing_key") or ""
+    if not isinstance(exchange, str) or not isinstance(routing_key, str):
+        return CATALOG.default_queue  # hostile delivery info: never a lookup that raises
+    return _QUEUE_BY_BINDING.get((exchange, routing_key), CATALOG.default_queue)
 
 
 def note_retry(task_id: str) -> None:
@@ -81,7 +84,8 @@ def _base_entry(
     tb = ""
     if exc is not None:
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        tb = mask_credentials(tb)[-settings.dlq_traceback_chars :]
+        # The tail is what matters; mask after clipping so the cost is bounded.
+        tb = mask_text(tb[-settings.dlq_traceback_chars :], settings.sensitive_keys)
     return {
         "id": entry_id,
         "task_id": task_id,
@@ -105,9 +109,17 @@ def _base_entry(
 
 
 def _clip_and_mask(text: str, sensitive_keys: tuple[str, ...]) -> str:
-    # Exception messages are free text: mask credentials, and cap them so one huge message
-    # cannot bloat the DLQ.
-    return mask_credentials(mask_sensitive_repr(text, sensitive_keys))[:2000]
+    # Exception messages are free text: cap them (one huge message cannot bloat the DLQ or
+    # stall the masking), then mask credentials and sensitive values.
+    return mask_text(safe_text(text, 2000), sensitive_keys, limit=2000)
+
+
+def _raw_body_view(body: bytes, sensitive_keys: tuple[str, ...]) -> str:
+    """The bounded, masked text of a message body: what `fleet dlq show` prints. The
+    envelope kept for replay still holds the original bytes."""
+    limit = get_settings().dlq_raw_body_bytes
+    text = body[:limit].decode("utf-8", "replace")
+    return mask_text(text, sensitive_keys, limit=limit)
 
 
 def task_envelope(
@@ -157,9 +169,12 @@ def capture_task_failure(
     entry = _base_entry(request.id, request.id, task.name, queue, reason, exc, now)
     entry["first_failure_at"] = _first_failure(request.id, now)
     entry["retries"] = int(request.retries or 0)
-    entry["args"] = redact(list(args), settings.sensitive_keys)
-    entry["kwargs"] = redact(dict(kwargs), settings.sensitive_keys)
-    store().add(entry, task_envelope(task, request, args, kwargs, queue))
+    entry["args"], entry["kwargs"] = redact_call(task.run, args, kwargs, settings.sensitive_keys)
+    try:
+        envelope = task_envelope(task, request, args, kwargs, queue)
+    except Exception as exc:  # arguments the JSON encoder refuses: keep the entry anyway
+        envelope = {"unreplayable": safe_text(f"{type(exc).__name__}: {exc}", 300)}
+    entry["id"] = write_entry(store(), entry, envelope)
     task_metrics.dead_lettered(queue, task.name, str(reason))
 
 
@@ -174,13 +189,16 @@ def capture_message(
     queue = queue_for_delivery(delivery_info)
     task_id = headers.get("id") if isinstance(headers.get("id"), str) else None
     name = task_name or (headers.get("task") if isinstance(headers.get("task"), str) else None)
-    entry_id = task_id or str(properties.get("delivery_tag") or uuid.uuid4())
+    name = safe_text(name, 500) if name is not None else None
+    tag = properties.get("delivery_tag")
+    entry_id = safe_text(task_id or (tag if isinstance(tag, str) else None) or uuid.uuid4(), 500)
     now = time.time()
     entry = _base_entry(entry_id, task_id, name or "(unknown)", queue, reason, exc, now)
     body = message.body if isinstance(message.body, bytes) else str(message.body).encode()
-    entry["raw_body"] = body[: settings.dlq_raw_body_bytes].decode("utf-8", "replace")
+    entry["raw_body"] = _raw_body_view(body, settings.sensitive_keys)
     entry["raw_body_bytes"] = len(body)
-    entry["content_type"] = getattr(message, "content_type", None)
+    content_type = getattr(message, "content_type", None)
+    entry["content_type"] = safe_text(content_type, 200) if content_type is not None else None
     envelope = getattr(message, "_raw", None)
     if not isinstance(envelope, dict):
         envelope = {
@@ -188,7 +206,7 @@ def capture_message(
             "headers": headers,
             "properties": properties,
         }
-    store().add(entry, envelope)
+    write_entry(store(), entry, envelope)
     task_metrics.dead_lettered(queue, entry["task_name"], str(reason))
 
 
@@ -201,7 +219,42 @@ def capture_raw(item: bytes, list_key: str, exc: BaseException) -> None:
     entry_id = "raw-" + hashlib.sha256(item).hexdigest()[:32]
     now = time.time()
     entry = _base_entry(entry_id, None, "(unparsed)", queue, Reason.MALFORMED_ENVELOPE, exc, now)
-    entry["raw_body"] = item[: settings.dlq_raw_body_bytes].decode("utf-8", "replace")
+    entry["raw_body"] = _raw_body_view(item, settings.sensitive_keys)
     entry["raw_body_bytes"] = len(item)
-    store().add(entry, {"raw": base64.b64encode(item).decode()})
+    write_entry(store(), entry, {"raw": base64.b64encode(item).decode()})
     task_metrics.dead_lettered(queue, entry["task_name"], str(Reason.MALFORMED_ENVELOPE))
+
+
+def capture_minimal(
+    reason: Reason,
+    error: BaseException,
+    entry_id: str | None,
+    task_name: str | None,
+    delivery_info: Any,
+    body: bytes | None,
+    envelope: dict[str, Any] | None,
+) -> None:
+    """The last resort when building a full entry failed for something other than Redis:
+    the minimal entry (reason, raw body, the error) from plain bounded values only."""
+    from service.dlq.safe_write import minimal_entry
+
+    settings = get_settings()
+    raw = body or b""
+    queue, name = queue_for_delivery(delivery_info), task_name or "(unknown)"
+    entry: dict[str, Any] = {
+        "id": entry_id or str(uuid.uuid4()),
+        "task_id": entry_id,
+        "task_name": name,
+        "queue": queue,
+        "reason": str(reason),
+        "exception_type": type(error).__name__,
+        "worker": socket.gethostname(),
+        "raw_body": _raw_body_view(raw, settings.sensitive_keys),
+        "raw_body_bytes": len(raw),
+    }
+    write_entry(store(), minimal_entry(entry, error), envelope or {"raw": _b64(raw)})
+    task_metrics.dead_lettered(queue, name, str(reason))
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()

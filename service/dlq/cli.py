@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
+import redis
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
+from rich.text import Text
 
 from service.catalog.queues import CATALOG
 from service.dlq.reasons import Reason
 from service.dlq.store import DLQStore, Filter
 from service.errors import DLQError
-from service.redaction import redact
+from service.redaction import mask_text, redact
 
 dlq_cli = typer.Typer(
     help="Inspect, replay and purge dead-lettered messages.", no_args_is_help=True
@@ -43,9 +47,31 @@ def _store() -> DLQStore:
     return store()
 
 
+_Command = TypeVar("_Command", bound=Callable[..., Any])
+# Free-text fields of an entry: masked again on display (entries written by older versions).
+_TEXT_FIELDS = ("raw_body", "traceback", "exception_message", "dlq_write_error")
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    # Message data and user input are never Rich markup: `[/bold]` in a task name is text.
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def redis_errors(command: _Command) -> _Command:
+    """Redis down, hung (socket timeout) or refusing: one line on stderr, exit 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except redis.RedisError as exc:
+            detail = mask_text(str(exc), _sensitive(), limit=300).splitlines()
+            raise _fail(
+                f"Redis is unavailable ({type(exc).__name__}: {detail[0] if detail else ''})", 1
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 def parse_time(value: str | None, option: str) -> int | None:
@@ -90,8 +116,13 @@ def _sensitive() -> tuple[str, ...]:
 
 def _public(entry: dict[str, Any]) -> dict[str, Any]:
     # Entries are stored redacted; redact again so entries written under an older, shorter
-    # sensitive-key list do not leak through the CLI.
-    return dict(redact(entry, _sensitive()))
+    # sensitive-key list (or before raw bodies were masked) do not leak through the CLI.
+    keys = _sensitive()
+    public = dict(redact(entry, keys))
+    for field in _TEXT_FIELDS:
+        if isinstance(public.get(field), str):
+            public[field] = mask_text(public[field], keys)
+    return public
 
 
 def _locate(store: DLQStore, entry_id: str, queue: str | None) -> dict[str, Any]:
@@ -100,6 +131,7 @@ def _locate(store: DLQStore, entry_id: str, queue: str | None) -> dict[str, Any]
 
 
 @dlq_cli.command("list")
+@redis_errors
 def list_entries(
     queue: str | None = QueueOpt,
     task: str | None = TaskOpt,
@@ -123,14 +155,20 @@ def list_entries(
     for column in ("id", "queue", "task", "reason", "exception", "retries", "last failure"):
         table.add_column(column, overflow="fold")
     for e in entries:
+        # Text cells: values from messages are shown as they are, never parsed as markup.
         table.add_row(
-            e["id"],
-            e["queue"],
-            e["task_name"],
-            e["reason"],
-            e.get("exception_type") or "",
-            str(e.get("retries", 0)),
-            _when(e["last_failure_at"]),
+            *(
+                Text(str(value))
+                for value in (
+                    e["id"],
+                    e["queue"],
+                    e["task_name"],
+                    e["reason"],
+                    e.get("exception_type") or "",
+                    e.get("retries", 0),
+                    _when(e["last_failure_at"]),
+                )
+            )
         )
     console.print(table)
     if len(entries) == limit:
@@ -138,6 +176,7 @@ def list_entries(
 
 
 @dlq_cli.command()
+@redis_errors
 def show(
     entry_id: str = typer.Argument(..., help="Entry id (the task id for task failures)."),
     queue: str | None = QueueOpt,
@@ -151,7 +190,7 @@ def show(
     if as_json:
         print(json.dumps(entry, indent=2, sort_keys=True))
         return
-    table = Table(show_header=False, title=f"dead-letter entry {entry_id}")
+    table = Table(show_header=False, title=Text(f"dead-letter entry {entry_id}"))
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
     for key in sorted(entry):
@@ -160,7 +199,7 @@ def show(
             value = _when(value)
         elif isinstance(value, dict | list):
             value = json.dumps(value)
-        table.add_row(key, "" if value is None else str(value))
+        table.add_row(Text(key), Text("" if value is None else str(value)))
     console.print(table)
 
 
@@ -216,6 +255,7 @@ def _apply(
 
 
 @dlq_cli.command()
+@redis_errors
 def replay(
     entry_ids: list[str] = typer.Argument(None, help="Entry ids; or use filters / --all."),
     queue: str | None = QueueOpt,
@@ -253,6 +293,7 @@ def replay(
 
 
 @dlq_cli.command()
+@redis_errors
 def purge(
     entry_ids: list[str] = typer.Argument(None, help="Entry ids; or use filters / --all."),
     queue: str | None = QueueOpt,
@@ -283,6 +324,7 @@ def _report(verb: str, done: int, missing: int, as_json: bool) -> None:
 
 
 @dlq_cli.command()
+@redis_errors
 def stats(as_json: bool = JsonOpt) -> None:
     """Entry counts per queue and reason."""
     counts = _store().stats()
@@ -300,6 +342,6 @@ def stats(as_json: bool = JsonOpt) -> None:
     for column in ("queue", "reason", "count"):
         table.add_column(column)
     for row in rows:
-        table.add_row(str(row["queue"]), str(row["reason"]), str(row["count"]))
+        table.add_row(Text(str(row["queue"])), Text(str(row["reason"])), str(row["count"]))
     table.add_row("[bold]total[/]", "", f"[bold]{sum(counts.values())}[/]")
     console.print(table)

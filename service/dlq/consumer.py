@@ -1,36 +1,82 @@
 """The worker's consumer: screens every message and dead-letters poison before Celery
-would log-and-discard it. The DLQ write happens before the ack; if it fails the message is
-requeued a little later instead of acked, so nothing vanishes."""
+would log-and-discard it (or die on it). One rule at every step: an exception about a
+message sends it to the DLQ with its raw bytes and a reason, and never stops the consumer.
+
+The DLQ write happens before the ack. If it fails because Redis is down or full, the
+message is requeued after a delay that grows with each consecutive failure (no hot loop
+while Redis heals); content the entry cannot hold falls back to a minimal entry instead
+(service.dlq.safe_write), so a message is never requeued for its content."""
 
 from __future__ import annotations
 
 import logging
+from reprlib import Repr
 from typing import Any
 
 from celery.worker.consumer import Consumer
 
 from service.config.settings import get_settings
-from service.dlq.capture import capture_message
+from service.dlq.capture import capture_message, capture_minimal
+from service.dlq.message import raw_body_bytes
 from service.dlq.reasons import Reason
-from service.dlq.screening import Problem, screen
+from service.dlq.safe_write import RedisUnavailable
+from service.dlq.screening import Call, Problem, screen_call
+from service.redaction import mask_text, redact_call
 
 logger = logging.getLogger(__name__)
 
-# Seconds before a message whose DLQ write failed is put back (no hot loop while Redis heals).
+# Seconds before a message whose DLQ write failed is put back: doubled per consecutive
+# failure up to the cap, reset by the next write that works.
 REQUEUE_DELAY = 2.0
+MAX_REQUEUE_DELAY = 60.0
+_REPR = Repr()
+_REPR.maxstring = _REPR.maxother = 200
+_REPR.maxlist = _REPR.maxdict = 20
+_REPR.maxlevel = 4
+
+
+def masked_reprs(task: Any, call: Call) -> tuple[str, str]:
+    """argsrepr/kwargsrepr as logs and Flower show them: computed by the worker from the
+    decoded body (never the sender's header) with sensitive parameters masked."""
+    keys = get_settings().sensitive_keys
+    args, kwargs = redact_call(task.run, call.args, call.kwargs, keys)
+    return mask_text(_REPR.repr(args), keys), mask_text(_REPR.repr(kwargs), keys)
 
 
 class FleetConsumer(Consumer):
+    _write_failures = 0
+
     def create_task_handler(self, *args: Any, **kwargs: Any) -> Any:
         handle = super().create_task_handler(*args, **kwargs)
         tasks = self.app.tasks
-        limit = get_settings().max_body_bytes
+        settings = get_settings()
+        limit = settings.max_body_bytes
+        from service.config.celery_app import max_delay_seconds
+
+        max_delay = max_delay_seconds(settings)
+        connection_errors = tuple(getattr(self, "connection_errors", None) or ())
 
         def on_task_received(message: Any) -> Any:
-            problem = screen(message, tasks, limit)
-            if problem is not None:
-                return self.dead_letter(message, problem)
-            return handle(message)
+            try:
+                result = screen_call(message, tasks, limit, max_delay)
+                if isinstance(result, Problem):
+                    return self.dead_letter(message, result)
+                headers = message.headers
+                headers["argsrepr"], headers["kwargsrepr"] = masked_reprs(
+                    tasks[headers["task"]], result
+                )
+                return handle(message)
+            except connection_errors:
+                raise  # the broker, not the message: Celery reconnects
+            except Exception as exc:  # the one rule: never let a message stop the consumer
+                return self.dead_letter(
+                    message,
+                    Problem(
+                        Reason.INVALID_MESSAGE,
+                        f"worker could not take the message: {type(exc).__name__}: {exc}",
+                        _task_name(message),
+                    ),
+                )
 
         return on_task_received
 
@@ -42,12 +88,39 @@ class FleetConsumer(Consumer):
             extra={"task_name": problem.task_name, "reason": str(problem.reason)},
         )
         try:
-            capture_message(message, problem.reason, problem.as_exception(), problem.task_name)
-        except Exception:
-            logger.exception("dead-letter write failed; message will be requeued")
-            self.timer.call_after(REQUEUE_DELAY, self._requeue, (message,))
+            try:
+                capture_message(message, problem.reason, problem.as_exception(), problem.task_name)
+            except RedisUnavailable:
+                raise
+            except Exception as build_error:  # the entry itself could not be built
+                logger.exception("dead-letter entry failed; writing a minimal one")
+                capture_minimal(
+                    problem.reason,
+                    build_error,
+                    _header(message, "id") or getattr(message, "delivery_tag", None),
+                    problem.task_name,
+                    getattr(message, "delivery_info", None),
+                    raw_body_bytes(getattr(message, "body", b"")),
+                    getattr(message, "_raw", None),
+                )
+        except Exception as exc:
+            FleetConsumer._write_failures += 1
+            delay = min(MAX_REQUEUE_DELAY, REQUEUE_DELAY * 2 ** (self._write_failures - 1))
+            logger.error(
+                "dead-letter write failed (%s); message requeued in %.0fs",
+                type(exc).__name__,
+                delay,
+            )
+            self.timer.call_after(delay, self._requeue, (message,))
             return
-        message.ack()
+        FleetConsumer._write_failures = 0
+        try:
+            message.ack()
+        except Exception:
+            # Redis gone between the write and the ack: the entry exists; kombu restores
+            # the message after the visibility timeout and its second capture only counts
+            # another occurrence of the same entry.
+            logger.exception("ack after dead-lettering failed")
 
     @staticmethod
     def _requeue(message: Any) -> None:
@@ -74,4 +147,16 @@ class FleetConsumer(Consumer):
             if type(exc).__name__ == "ContentDisallowed"
             else Reason.MALFORMED_BODY
         )
-        self.dead_letter(message, Problem(reason, f"cannot decode: {exc}"))
+        self.dead_letter(
+            message, Problem(reason, f"cannot decode: {type(exc).__name__}: {exc}", None)
+        )
+
+
+def _header(message: Any, key: str) -> str | None:
+    headers = getattr(message, "headers", None)
+    value = headers.get(key) if isinstance(headers, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _task_name(message: Any) -> str | None:
+    return _header(message, "task")

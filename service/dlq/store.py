@@ -22,9 +22,16 @@ from typing import Any
 
 import redis
 
-from service.catalog.naming import DLQ_PREFIX, dlq_entries_key, dlq_index_key, priority_list_key
+from service.catalog.naming import (
+    DLQ_PREFIX,
+    dlq_entries_key,
+    dlq_index_key,
+    priority_list_key,
+    wake_key,
+)
 from service.errors import DLQError
 from service.exporter.queue_stats import SENT_AT_HEADER
+from service.task_names import bounded
 
 GLOBAL_INDEX = f"{DLQ_PREFIX}:index"
 STATS_KEY = f"{DLQ_PREFIX}:stats"
@@ -40,7 +47,8 @@ def reason_index_key(reason: str) -> str:
 
 
 def task_index_key(task_name: str) -> str:
-    return f"{DLQ_PREFIX}:by-task:{task_name}"
+    # Unregistered names share one index: their number is up to whoever sends messages.
+    return f"{DLQ_PREFIX}:by-task:{bounded(task_name)}"
 
 
 def member(queue: str, entry_id: str) -> str:
@@ -214,7 +222,10 @@ class DLQStore:
             member(queue, entry["reason"]),
         ]
         if self.broker is None:
-            return bool(self._remove(keys=[*base_keys, target], args=[*common, message, "push"]))
+            pushed = bool(self._remove(keys=[*base_keys, target], args=[*common, message, "push"]))
+            if pushed:
+                self._wake(self.client, destination)
+            return pushed
         claim = json.dumps({"target": target, "message": base64.b64encode(message).decode()})
         if not self._remove(keys=[*base_keys, CLAIMS_KEY], args=[*common, claim, "claim"]):
             return False
@@ -225,7 +236,14 @@ class DLQStore:
         assert self.broker is not None
         parsed = json.loads(claim)
         self.broker.lpush(parsed["target"], base64.b64decode(parsed["message"]))
+        self._wake(self.broker, str(parsed["target"]).split(self.priority_sep, 1)[0])
         self.client.hdel(CLAIMS_KEY, entry_id)
+
+    @staticmethod
+    def _wake(client: redis.Redis, queue: str) -> None:
+        # A hint for idle workers blocked on the queue's wake list (service.dlq.transport);
+        # without it they find the message at their next idle timeout.
+        client.lpush(wake_key(queue), "1")
 
     def resume_claims(self) -> int:
         """Push replays a crash interrupted between claim and push (separate DLQ Redis)."""

@@ -1,21 +1,29 @@
-"""kombu's Redis transport, made lossless.
+"""kombu's Redis transport, made lossless and cheap to leave idle.
 
 Stock kombu consumes with BRPOP and records the message in its `unacked` hash in a second,
 separate write. A worker killed between the two (SIGKILL, OOM) or a Redis that persists the
 pop but drops the reply (a restart) loses the message for good; fault tests R1/R2 caught
 both. Here one Lua script pops the next message AND records it as unacked, atomically, so
-kombu's visibility-timeout restore always finds it. Lua cannot block, so an empty poll is
-followed by a short server-side wait (BLPOP on a key nobody writes) before the next poll.
+kombu's visibility-timeout restore always finds it, and kombu's own second write is skipped.
+
+Lua cannot block, so an idle worker waits with BLPOP on its queues' wake lists
+(`fleet:wake:<queue>`): every message this transport publishes or restores also pushes a
+token there, in the same round trip. A token is only a hint (losing one loses no message),
+so a blocking pop of tokens is safe where a blocking pop of messages is not. The poll that
+finds the queues empty drops their stale tokens, which bounds the lists. Messages pushed by
+something that does not ring (a stock kombu producer) are found by the poll that follows
+every idle timeout (`IDLE_TIMEOUT_SECONDS`).
 
 Also: bytes in a queue's list that are not a kombu message go to the dead-letter queue
 (stock kombu lets `loads()` fail, losing the item and tearing down the consumer); they are
-held in a quarantine hash by the same script until the DLQ has them.
+held in a quarantine hash by the same script until the DLQ has them. A key of the wrong type
+under a queue's name is skipped with a warning, and a Redis that refuses writes (full,
+noeviction) makes the worker back off instead of dying.
 
 Registered for `redis://` and `rediss://` by `register()`, so URL handling stays kombu's."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 import uuid
@@ -25,90 +33,31 @@ from typing import Any
 from kombu import transport as kombu_transport
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
-from kombu.utils.json import loads
+from kombu.utils.json import dumps
+
+from service.catalog.naming import wake_key
+from service.dlq.envelope import MalformedEnvelope, parse_envelope
+from service.dlq.message import SafeMessage
+from service.dlq.quarantine import (
+    QUARANTINE_KEY,
+    dead_letter_raw,
+    drain_quarantine,
+    quarantine_field,
+)
+from service.dlq.transport_qos import FleetQoS, warn_throttled
+from service.dlq.transport_scripts import POP_AND_TRACK, TRACK_QUARANTINED
 
 logger = logging.getLogger(__name__)
 
-QUARANTINE_KEY = "fleet:quarantine"
-# Longest an idle worker waits before polling again (also the added latency when idle).
-IDLE_WAIT_SECONDS = 0.1
+WAKE_TOKEN = "1"
+# An idle worker polls once per this many seconds even without a wake token (messages from
+# producers that do not ring). Also its Redis cost when idle: one BLPOP and one poll.
+# Transport option `fleet_idle_timeout` (FLEET_IDLE_POLL_SECONDS) overrides it.
+IDLE_TIMEOUT_SECONDS = 30.0
+# After Redis refused the poll (full, a script error): wait this long before the next one.
+BACKOFF_SECONDS = 1.0
 
-# KEYS: the lists in priority order, then unacked hash, unacked index, quarantine hash.
-# ARGV: now (the same client clock kombu's own unacked index uses).
-# The unacked value is kombu's format, [message, exchange, routing_key], built by string
-# concatenation so the message bytes are stored exactly as they were (cjson re-encoding
-# would turn [] into {} and change numbers).
-_POP_AND_TRACK = """
-local n = #KEYS - 3
-for i = 1, n do
-  local item = redis.call('RPOP', KEYS[i])
-  if item then
-    local ok, msg = pcall(cjson.decode, item)
-    local props = ok and type(msg) == 'table' and msg['properties']
-    local tag = type(props) == 'table' and props['delivery_tag']
-    if type(tag) == 'string' then
-      local info = type(props['delivery_info']) == 'table' and props['delivery_info'] or {}
-      local ex = type(info['exchange']) == 'string' and info['exchange'] or ''
-      local rk = type(info['routing_key']) == 'string' and info['routing_key'] or ''
-      redis.call('HSET', KEYS[n + 1], tag,
-                 '[' .. item .. ',' .. cjson.encode(ex) .. ',' .. cjson.encode(rk) .. ']')
-      redis.call('ZADD', KEYS[n + 2], ARGV[1], tag)
-    else
-      redis.call('HSET', KEYS[n + 3], KEYS[i] .. '|' .. redis.sha1hex(item), item)
-    end
-    return {KEYS[i], item}
-  end
-end
-return false
-"""
-
-
-class MalformedEnvelope(ValueError):
-    """The bytes in the list are not a kombu message."""
-
-
-def parse_envelope(item: bytes | str) -> dict[str, Any]:
-    try:
-        payload = loads(bytes_to_str(item))
-    except Exception as exc:  # kombu's loads raises several types for garbage
-        raise MalformedEnvelope(f"not JSON: {type(exc).__name__}") from None
-    if not isinstance(payload, dict):
-        raise MalformedEnvelope(f"envelope is a JSON {type(payload).__name__}, not an object")
-    properties = payload.get("properties")
-    if not isinstance(properties, dict) or not isinstance(properties.get("delivery_tag"), str):
-        raise MalformedEnvelope("envelope has no properties.delivery_tag")
-    if not isinstance(properties.get("delivery_info", {}), dict):
-        raise MalformedEnvelope("envelope properties.delivery_info is not an object")
-    if not isinstance(payload.get("headers", {}), dict | None):
-        raise MalformedEnvelope("envelope headers is not an object")
-    return payload
-
-
-def _dead_letter_raw(client: Any, item: bytes, list_key: str, exc: BaseException) -> None:
-    """Move a quarantined item to the DLQ; it stays quarantined if that fails."""
-    from service.dlq.capture import capture_raw
-
-    try:
-        capture_raw(item, list_key, exc)
-    except Exception:
-        logger.exception("dead-letter write failed; the item stays in %s", QUARANTINE_KEY)
-        return
-    client.hdel(QUARANTINE_KEY, quarantine_field(list_key, item))
-
-
-def quarantine_field(list_key: str, item: bytes) -> str:
-    return f"{list_key}|{hashlib.sha1(item).hexdigest()}"
-
-
-def drain_quarantine(client: Any) -> int:
-    """Dead-letter items a crashed worker left quarantined (between its pop and its DLQ
-    write). Called once per worker process, before its first poll."""
-    drained = 0
-    for field, item in client.hgetall(QUARANTINE_KEY).items():
-        list_key = bytes_to_str(field).rsplit("|", 1)[0]
-        _dead_letter_raw(client, item, list_key, MalformedEnvelope("left in quarantine"))
-        drained += 1
-    return drained
+__all__ = ["QUARANTINE_KEY", "MalformedEnvelope", "Transport", "parse_envelope", "register"]
 
 
 # The kombu stubs omit the Redis channel's private helpers used below.
@@ -116,14 +65,33 @@ _RedisChannel: Any = kombu_redis.Channel
 
 
 class Channel(_RedisChannel):  # type: ignore[misc]
+    QoS = FleetQoS
+    from_transport_options = (*_RedisChannel.from_transport_options, "fleet_idle_timeout")
+    fleet_idle_timeout = IDLE_TIMEOUT_SECONDS
+    # Messages whose body decoding cannot raise: bad bodies reach the DLQ (service.dlq.message).
+    Message = SafeMessage
     _fleet_idle = False
+    _fleet_backoff = False
     _fleet_pending: str | None = None
+    _fleet_tracked_tag: str | None = None
+    _fleet_waited: list[str] = []  # noqa: RUF012 - replaced, never mutated
     _quarantine_drained = False  # once per process, shared by every channel
 
-    def _poll_keys(self, queues: list[str]) -> list[str]:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # kombu drops a blocking connection whose reply is later than this plus the health
+        # check interval; our wait is longer than its 1 s BRPOP.
+        current: Any = getattr(self, "brpop_timeout", None)
+        self.brpop_timeout = max(current or 0, self.fleet_idle_timeout)
+
+    # --- consuming -------------------------------------------------------------------------
+
+    def _poll_args(self, queues: list[str]) -> list[Any]:
         # kombu's BRPOP key order: every queue's most urgent list first.
-        keys = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
-        return [*keys, self.unacked_key, self.unacked_index_key, QUARANTINE_KEY]
+        lists = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
+        keys = [*lists, self.unacked_key, self.unacked_index_key, QUARANTINE_KEY]
+        keys += [wake_key(queue) for queue in queues]
+        return [len(keys), *keys, time.time(), len(lists)]
 
     def _brpop_start(self, timeout: float | None = None) -> None:
         if self.global_keyprefix:
@@ -135,34 +103,54 @@ class Channel(_RedisChannel):  # type: ignore[misc]
             Channel._quarantine_drained = True
             with self.conn_or_acquire() as client:
                 drain_quarantine(client)
-        if self._fleet_idle:
-            wait = min(IDLE_WAIT_SECONDS, timeout or IDLE_WAIT_SECONDS)
-            args: list[Any] = ["BLPOP", f"fleet:idle:{uuid.uuid4().hex}", wait]
+        self._fleet_waited = queues
+        if self._fleet_backoff:
+            args: list[Any] = ["BLPOP", f"fleet:backoff:{uuid.uuid4().hex}", BACKOFF_SECONDS]
+            self._fleet_pending = "wait"
+        elif self._fleet_idle:
+            args = ["BLPOP", *(wake_key(q) for q in queues), self.fleet_idle_timeout]
             self._fleet_pending = "wait"
         else:
-            keys = self._poll_keys(queues)
-            args = ["EVAL", _POP_AND_TRACK, len(keys), *keys, time.time()]
+            args = ["EVAL", POP_AND_TRACK, *self._poll_args(queues)]
             self._fleet_pending = "pop"
         self._in_poll = self.client.connection
         self._brpop_sent_at = time.monotonic()
         self.client.connection.send_command(*args)
 
     def _brpop_read(self, **options: Any) -> bool:
+        pending = self._fleet_pending
         try:
             try:
                 reply = self.client.parse_response(self.client.connection, "EVAL", **options)
+                if pending == "wait":
+                    # A token or the idle timeout: poll now, on this connection, without
+                    # another trip through the event loop (pickup latency).
+                    self._fleet_idle = False
+                    connection = self.client.connection
+                    connection.send_command(
+                        "EVAL", POP_AND_TRACK, *self._poll_args(self._fleet_waited)
+                    )
+                    reply = self.client.parse_response(connection, "EVAL")
             except self.connection_errors:
                 self.client.connection.disconnect()
                 raise
-            if self._fleet_pending == "wait":
-                self._fleet_idle = False
-                raise Empty()
-            if not reply:
+            except self.ResponseError as exc:
+                # A full Redis, a wrong-type wake list...: back off, never die or spin.
+                warn_throttled("poll", "Redis refused the poll (%s); retrying in %ss", exc, 1)
+                self._fleet_backoff = True
+                raise Empty() from None
+            self._fleet_backoff = False
+            list_key, item, tag, *wrong_type = reply
+            if not list_key:
+                self._warn_wrong_type(wrong_type)
                 self._fleet_idle = True
                 raise Empty()
             self._fleet_idle = False
-            raw_key, item = reply
-            self._hand_over(bytes_to_str(raw_key), item)
+            payload = self._accept(bytes_to_str(list_key), item, bytes_to_str(tag))
+            if payload is not None:
+                dest = bytes_to_str(list_key).rsplit(self.sep, 1)[0]
+                self._queue_cycle.rotate(dest)
+                self._deliver_tracked(payload, dest)
             return True
         finally:
             self._in_poll = None
@@ -171,30 +159,131 @@ class Channel(_RedisChannel):  # type: ignore[misc]
             if flush is not None:
                 flush()
 
-    def _hand_over(self, list_key: str, item: bytes) -> None:
-        dest = list_key.rsplit(self.sep, 1)[0]
-        self._queue_cycle.rotate(dest)
+    def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
+        with self.conn_or_acquire() as client:
+            while True:
+                reply = client.eval(POP_AND_TRACK, *self._poll_args([queue]))
+                self._maybe_update_queues_expire(client, queue)
+                list_key, item, tag, *wrong_type = reply
+                if not list_key:
+                    self._warn_wrong_type(wrong_type)
+                    raise Empty()
+                payload = self._accept(bytes_to_str(list_key), item, bytes_to_str(tag))
+                if payload is not None:
+                    # basic_get appends to the QoS after we return: skip its second write.
+                    self._fleet_tracked_tag = payload["properties"]["delivery_tag"]
+                    return payload
+
+    def _accept(self, list_key: str, item: bytes, tag: str) -> dict[str, Any] | None:
+        """The parsed message to deliver, or None when it went to the DLQ (or stays in
+        quarantine / unacked because the DLQ write failed: nothing is lost either way)."""
         try:
             payload = parse_envelope(item)
         except MalformedEnvelope as exc:
             with self.conn_or_acquire() as client:
-                _dead_letter_raw(client, item, list_key, exc)
-            return
-        self.connection._deliver(payload, dest)
-
-    def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
+                if not tag:
+                    dead_letter_raw(client, item, list_key, exc)
+                elif dead_letter_raw(client, item, list_key, exc):
+                    # cjson read it but Python cannot: the unacked record goes too.
+                    self.qos._remove_from_indices(tag, client.pipeline()).execute()
+            return None
+        if tag:
+            return payload
+        # Quarantined by cjson, readable by Python: track it before delivering.
+        properties = payload["properties"]
+        info = properties.get("delivery_info") or {}
+        record = dumps([payload, info.get("exchange") or "", info.get("routing_key") or ""])
+        keys = [QUARANTINE_KEY, self.unacked_key, self.unacked_index_key]
+        field = quarantine_field(list_key, item)
         with self.conn_or_acquire() as client:
-            while True:
-                keys = self._poll_keys([queue])
-                reply = client.eval(_POP_AND_TRACK, len(keys), *keys, time.time())
-                self._maybe_update_queues_expire(client, queue)
-                if not reply:
-                    raise Empty()
-                list_key, item = bytes_to_str(reply[0]), reply[1]
-                try:
-                    return parse_envelope(item)
-                except MalformedEnvelope as exc:
-                    _dead_letter_raw(client, item, list_key, exc)
+            tracked = client.eval(
+                TRACK_QUARANTINED, 3, *keys, field, properties["delivery_tag"], record, time.time()
+            )
+        return payload if tracked else None
+
+    def _deliver_tracked(self, payload: dict[str, Any], dest: str) -> None:
+        self._fleet_tracked_tag = payload["properties"]["delivery_tag"]
+        try:
+            self.connection._deliver(payload, dest)
+        finally:
+            self._fleet_tracked_tag = None
+
+    def tracked_by_pop(self, delivery_tag: str) -> bool:
+        """Whether the message being delivered already has its unacked record."""
+        tracked = self._fleet_tracked_tag == delivery_tag
+        if tracked:
+            self._fleet_tracked_tag = None
+        return tracked
+
+    def _size(self, queue: str) -> int:
+        # kombu's, except that a wrong-type key counts as empty instead of raising (queue
+        # declaration at worker start calls this: it would stop the worker).
+        lists = [self._q_for_pri(queue, pri) for pri in self.priority_steps]
+        with self.conn_or_acquire() as client, client.pipeline(transaction=False) as pipe:
+            for key in lists:
+                pipe.llen(key)
+            sizes = pipe.execute(raise_on_error=False)
+        self._warn_wrong_type(
+            [k for k, n in zip(lists, sizes, strict=True) if not isinstance(n, int)]
+        )
+        return sum(n for n in sizes if isinstance(n, int))
+
+    def _warn_wrong_type(self, keys: list[Any]) -> None:
+        for key in keys:
+            name = bytes_to_str(key)
+            warn_throttled(
+                f"type-{name}",
+                "Redis key %r holds a value of the wrong type for a queue list; it is "
+                "skipped (delete or rename it)",
+                name,
+            )
+
+    # --- publishing and restoring: ring the queue's wake list -------------------------------
+
+    def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
+        batch = kwargs.get("_publish_batch")
+        if batch is not None or (self._expires and queue in self._expires):
+            super()._put(queue, message, **kwargs)
+            if batch is not None:
+                batch.add("lpush", wake_key(queue), WAKE_TOKEN)
+            else:
+                with self.conn_or_acquire() as client:
+                    client.lpush(wake_key(queue), WAKE_TOKEN)
+            return
+        key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
+        # One round trip; the token after the message, so a woken worker finds it.
+        with self.conn_or_acquire() as client, client.pipeline(transaction=False) as pipe:
+            pipe.lpush(key, dumps(message)).lpush(wake_key(queue), WAKE_TOKEN).execute()
+
+    def check_routable(self, exchange: str, routing_key: str) -> None:
+        """Raise MalformedEnvelope when kombu could not route a restored message (its own
+        restore would log, drop the unacked record and lose the message)."""
+        try:
+            queues = self._lookup(exchange, routing_key)
+        except self.connection_errors:
+            raise
+        except Exception as exc:
+            raise MalformedEnvelope(
+                f"no route for exchange {exchange!r}, routing key {routing_key!r}: "
+                f"{type(exc).__name__}"
+            ) from None
+        if not queues:
+            raise MalformedEnvelope(f"no queue bound to {exchange!r} / {routing_key!r}")
+
+    def _do_restore_message(
+        self, payload: Any, exchange: str, routing_key: str, pipe: Any, leftmost: bool = False
+    ) -> None:
+        # kombu's, minus its catch-all: here an error aborts the transaction (the record
+        # stays) instead of deleting the record without requeueing the message.
+        headers = payload.get("headers")
+        if isinstance(headers, dict):
+            headers["redelivered"] = True
+        info = payload["properties"].setdefault("delivery_info", {})
+        info["redelivered"] = True
+        pri = self._get_message_priority(payload, reverse=False)
+        for queue in self._lookup(exchange, routing_key):
+            (pipe.lpush if leftmost else pipe.rpush)(self._q_for_pri(queue, pri), dumps(payload))
+            pipe.lpush(wake_key(queue), WAKE_TOKEN)
 
 
 class Transport(kombu_redis.Transport):

@@ -3,12 +3,16 @@
 Failures are classified once, here: a TransientTaskError (or a type in `autoretry_for`) is
 retried with exponential backoff and jitter until `max_retries`; anything else, or a retry
 budget used up, is written to the dead-letter queue synchronously, inside the worker, before
-Celery acknowledges the message (acks_late). If that write fails, the message is rejected
-with requeue so it comes back: a failed task never vanishes."""
+Celery acknowledges the message (acks_late). If that write fails (Redis down or full), it is
+retried with pauses, then the message is rejected with requeue so it comes back: a failed
+task never vanishes, and never spins."""
 
 from __future__ import annotations
 
 import inspect
+import json
+import logging
+import time
 from typing import Any, ClassVar
 
 from celery import Task
@@ -16,7 +20,14 @@ from celery.exceptions import MaxRetriesExceededError, Reject, Retry, SoftTimeLi
 
 from service.dlq import capture
 from service.dlq.reasons import Reason
+from service.dlq.safe_write import is_redis_unavailable
 from service.errors import PermanentTaskError, TransientTaskError
+
+logger = logging.getLogger(__name__)
+
+# Pauses between DLQ write attempts inside the task (Redis down or full) before the message
+# is requeued: a requeue without a pause ran the task again thousands of times a minute.
+DLQ_WRITE_BACKOFF = (0.5, 1.0, 2.0, 4.0)
 
 
 class FleetTask(Task[Any, Any]):
@@ -76,14 +87,49 @@ class FleetTask(Task[Any, Any]):
             return Reason.MAX_RETRIES_EXCEEDED
         return Reason.NON_RETRYABLE_ERROR
 
+    def _dead_letter_minimal(self, reason: Reason, failure: BaseException) -> bool:
+        """The entry could not be built (not a Redis outage): write the minimal one."""
+        try:
+            body = json.dumps(
+                [list(self.request.args or []), self.request.kwargs or {}], default=repr
+            )
+        except Exception:  # arguments even repr() cannot render
+            body = ""
+        try:
+            capture.capture_minimal(
+                reason,
+                failure,
+                self.request.id,
+                self.name,
+                self.request.delivery_info,
+                body.encode("utf-8", "backslashreplace"),
+                None,
+            )
+        except Exception:
+            return False
+        return True
+
     def _dead_letter(
         self, reason: Reason, exc: BaseException, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
-        try:
-            capture.capture_task_failure(self, self.request, reason, exc, args, kwargs)
-        except Exception as write_error:
-            # Not acked: the message returns to the queue and is tried again later.
-            raise Reject(
-                f"dead-letter write failed ({type(write_error).__name__}); requeued",
-                requeue=True,
-            ) from None
+        # Content Redis refuses never gets here (capture falls back to a minimal entry); what
+        # does is Redis down or full, so wait for it a little, then requeue.
+        for pause in (*DLQ_WRITE_BACKOFF, None):
+            try:
+                capture.capture_task_failure(self, self.request, reason, exc, args, kwargs)
+                return
+            except Exception as write_error:
+                failure = write_error
+            if not is_redis_unavailable(failure) and self._dead_letter_minimal(reason, failure):
+                return
+            if pause is None:
+                break
+            try:
+                time.sleep(pause)
+            except SoftTimeLimitExceeded:
+                break
+        logger.error("dead-letter write failed (%s); message requeued", type(failure).__name__)
+        # Not acked: the message returns to the queue and is tried again later.
+        raise Reject(
+            f"dead-letter write failed ({type(failure).__name__}); requeued", requeue=True
+        ) from None

@@ -123,3 +123,19 @@ def until_fixed(run_key: str, password: str | None = None) -> str:
         raise PermanentTaskError(f"{run_key} is not fixed yet")
     client.rpush(f"fleet:diag:fixed-runs:{run_key}", password or "")
     return run_key
+
+
+@shared_task(base=FleetTask, name="service.tasks.diagnostics.stamp")
+def stamp(key: str) -> None:
+    """Record when the task started running (pickup-latency benchmark)."""
+    broker_redis().rpush(key, time.time())
+
+
+@shared_task(base=FleetTask, name="service.tasks.diagnostics.record_call", bind=True)
+def record_call(self: FleetTask, *args: Any, **kwargs: Any) -> None:
+    """Count one execution under the task id, whatever the arguments (fuzz tests)."""
+    client = broker_redis()
+    with client.pipeline() as pipe:
+        pipe.hincrby("fleet:diag:calls", str(self.request.id), 1)
+        pipe.expire("fleet:diag:calls", _RECORD_TTL)
+        pipe.execute()

@@ -67,15 +67,38 @@ def _on_before_publish(
         properties["priority"] = PRIORITY_STEPS[0]
 
 
+_imported_task_modules = False
+
+
+def _registered_task(app: Any, name: str) -> Any:
+    """The task object, importing the app's task modules once: a producer that only calls
+    send_task() by name has not imported them, and the signature names the arguments."""
+    global _imported_task_modules
+    if name not in app.tasks and not _imported_task_modules:
+        _imported_task_modules = True
+        app.loader.import_default_modules()
+    return app.tasks.get(name)
+
+
 def _redact_kwargsrepr(body: Any, headers: dict[str, Any]) -> None:
-    """Celery logs and Flower show `kwargsrepr`; make it the redacted view of the kwargs."""
+    """Celery logs and Flower show `argsrepr`/`kwargsrepr`: make them the masked views of
+    the arguments (positional ones masked by their parameter's name)."""
     from reprlib import repr as short_repr
 
-    from service.config.settings import get_settings
-    from service.redaction import redact
+    from celery import current_app
 
-    if isinstance(body, tuple | list) and len(body) == 3 and isinstance(body[1], dict):
-        headers["kwargsrepr"] = short_repr(redact(body[1], get_settings().sensitive_keys))
+    from service.config.settings import get_settings
+    from service.redaction import redact_call
+
+    if not (isinstance(body, tuple | list) and len(body) == 3 and isinstance(body[1], dict)):
+        return
+    name = headers.get("task")
+    task = _registered_task(current_app, name) if isinstance(name, str) else None
+    run = getattr(task, "run", None)
+    args = body[0] if isinstance(body[0], list | tuple) else []
+    masked_args, masked_kwargs = redact_call(run, args, body[1], get_settings().sensitive_keys)
+    headers["argsrepr"] = short_repr(masked_args)
+    headers["kwargsrepr"] = short_repr(masked_kwargs)
 
 
 def _task_queue(task: Any) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 from pythonjsonlogger.json import JsonFormatter
 
 from service.config.settings import FleetSettings
-from service.redaction import mask_credentials, mask_sensitive_repr, redact
+from service.redaction import mask_text, redact
 
 _TASK_FIELDS = ("task_id", "task_name", "queue", "retries")
 
@@ -40,7 +40,8 @@ class TaskContextFilter(logging.Filter):
 
 
 class RedactingFilter(logging.Filter):
-    """Masks URL credentials in the message and sensitive keys in structured extras."""
+    """Masks URL credentials and sensitive values in the message, the traceback (exception
+    reprs carry arguments) and structured extras; long text is clipped first."""
 
     def __init__(self, sensitive_keys: tuple[str, ...]) -> None:
         super().__init__()
@@ -48,7 +49,7 @@ class RedactingFilter(logging.Filter):
 
     def _scrub(self, value: Any) -> Any:
         if isinstance(value, str):
-            return mask_credentials(mask_sensitive_repr(value, self.sensitive_keys))
+            return mask_text(value, self.sensitive_keys)
         if isinstance(value, dict):
             return {k: self._scrub(v) for k, v in redact(value, self.sensitive_keys).items()}
         if isinstance(value, list | tuple):
@@ -57,7 +58,7 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        masked = mask_credentials(mask_sensitive_repr(message, self.sensitive_keys))
+        masked = mask_text(message, self.sensitive_keys)
         if masked != message or record.args:
             record.msg, record.args = masked, None
         for key, value in list(vars(record).items()):
@@ -65,7 +66,9 @@ class RedactingFilter(logging.Filter):
                 setattr(record, key, self._scrub(value))
         if record.exc_info and record.exc_info[1] is not None:
             # Format once here so the traceback text can be masked too.
-            record.exc_text = mask_credentials(logging.Formatter().formatException(record.exc_info))
+            record.exc_text = mask_text(
+                logging.Formatter().formatException(record.exc_info), self.sensitive_keys
+            )
             record.exc_info = None
         return True
 
@@ -103,3 +106,8 @@ def configure_logging(settings: FleetSettings) -> None:
     for name in ("celery", "celery.task", "celery.worker", "celery.beat", "kombu"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    # The per-task lines ("received" from the strategy, "succeeded"/"retry" from the tracer);
+    # their warnings and errors (failures, time limits) are always logged.
+    per_task = settings.log_level if settings.log_every_task else "WARNING"
+    for name in ("celery.worker.strategy", "celery.app.trace"):
+        logging.getLogger(name).setLevel(per_task)

@@ -89,7 +89,10 @@ class TaskMetrics:
         RETRIED.labels(queue, task_name).inc()
 
     def dead_lettered(self, queue: str, task_name: str, reason: str) -> None:
-        DEAD_LETTERED.labels(queue, task_name, reason).inc()
+        # Poison names come from senders: unregistered ones share one label.
+        from service.task_names import bounded
+
+        DEAD_LETTERED.labels(queue, bounded(task_name), reason).inc()
 
 
 task_metrics = TaskMetrics()

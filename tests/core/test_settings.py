@@ -78,3 +78,54 @@ def test_celery_direct_start_also_refuses(tmp_path: object) -> None:
     )
     assert done.returncode != 0
     assert "FLEET_VISIBILITY_TIMEOUT (100s) must exceed" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("FLEET_SENSITIVE_KEYS", "password,token", "FLEET_SENSITIVE_KEYS: must be JSON"),
+        ("FLEET_PRIORITY_STEPS", "0,3,6", "FLEET_PRIORITY_STEPS: must be JSON"),
+        ("FLEET_SENSITIVE_KEYS", "[]", "FLEET_SENSITIVE_KEYS: must be a non-empty"),
+        ("FLEET_SENSITIVE_KEYS", '["password", " "]', "FLEET_SENSITIVE_KEYS: must be a non-empty"),
+        (
+            "FLEET_UNACKED_RESTORE_INTERVAL",
+            "inf",
+            "FLEET_UNACKED_RESTORE_INTERVAL: Input should be",
+        ),
+        (
+            "FLEET_UNACKED_RESTORE_INTERVAL",
+            "nan",
+            "FLEET_UNACKED_RESTORE_INTERVAL: Input should be",
+        ),
+        ("FLEET_HEARTBEAT_MAX_AGE", "Infinity", "FLEET_HEARTBEAT_MAX_AGE"),
+    ],
+)
+def test_unusable_values_are_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert expected in str(caught.value)
+
+
+def test_sensitive_keys_are_normalised(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLEET_SENSITIVE_KEYS", '["Password", "API_KEY"]')
+    assert load_settings().sensitive_keys == ("password", "api_key")
+
+
+@pytest.mark.parametrize(
+    "limit", [["--time-limit", "4000"], ["--soft-time-limit=3600"], ["--time-limit", "inf"]]
+)
+def test_worker_refuses_a_time_limit_at_or_above_the_visibility_timeout(limit: list[str]) -> None:
+    env = {"PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-m", "service", "worker", "-Q", "default", *limit],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert limit[0].split("=")[0] in done.stderr
+    assert "Traceback" not in done.stderr

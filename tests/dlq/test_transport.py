@@ -12,13 +12,17 @@ from harness import wait_until
 
 from service.dlq.capture import store
 from service.dlq.store import Filter
-from service.dlq.transport import _POP_AND_TRACK, QUARANTINE_KEY
+from service.dlq.transport import QUARANTINE_KEY
+from service.dlq.transport_scripts import POP_AND_TRACK
 
-KEYS = ["default", "default\x06\x163", "unacked", "unacked_index", QUARANTINE_KEY]
+LISTS = ["default", "default\x06\x163"]
+KEYS = [*LISTS, "unacked", "unacked_index", QUARANTINE_KEY, "fleet:wake:default"]
 
 
 def pop(client: redis.Redis) -> list[bytes] | None:
-    return client.eval(_POP_AND_TRACK, len(KEYS), *KEYS, 1_700_000_000.5)  # type: ignore[return-value]
+    """[list, item] of the popped message, None when every list is empty."""
+    reply = client.eval(POP_AND_TRACK, len(KEYS), *KEYS, 1_700_000_000.5, len(LISTS))
+    return reply[:2] if reply[0] else None  # type: ignore[index,no-any-return]
 
 
 def test_pop_records_the_message_as_unacked_in_the_same_script(

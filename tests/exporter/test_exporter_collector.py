@@ -54,14 +54,15 @@ def test_one_round_trip_per_scrape(
     after = redis_client.info("commandstats")
     # Then every command went out in ONE write (a single pipeline round trip)...
     assert len(writes) == 1
-    # ...made of LLEN + LINDEX per priority sub-list and ZCARD per DLQ, nothing else
+    # ...made of LLEN per priority sub-list, LINDEX per non-empty one (inside one script that
+    # returns only the send time, never the message) and ZCARD per DLQ
     lists = len(CATALOG) * len(FleetSettings.model_fields["priority_steps"].default)
 
     def calls(stats: dict[str, Any], command: str) -> int:
         return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
 
     assert calls(after, "llen") - calls(before, "llen") == lists
-    assert calls(after, "lindex") - calls(before, "lindex") == lists
+    assert calls(after, "lindex") - calls(before, "lindex") == 2
     assert calls(after, "zcard") - calls(before, "zcard") == len(CATALOG)
     assert values[("celery_queue_length", ("email",))] == 3
     assert values[("celery_exporter_up", ())] == 1
@@ -116,3 +117,54 @@ def test_dlq_on_its_own_redis_is_read_there(
     assert _values(collector)[("celery_dlq_length", ("reports",))] == 2
     for client in clients:
         client.close()
+
+
+def test_a_key_of_the_wrong_type_does_not_blank_other_queues(
+    redis_client: redis.Redis, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a string where a priority sub-list and a DLQ index should be, and real backlog
+    redis_client.set(priority_list_key("email", 3), "not a list")
+    redis_client.set(dlq_index_key("reports"), "not a zset")
+    redis_client.lpush(priority_list_key("email", 0), b"{}")
+    redis_client.lpush(priority_list_key("reports", 0), b"{}", b"{}")
+    collector, clients = build_collector(_settings(redis_url))
+    # When Prometheus scrapes
+    with caplog.at_level(logging.WARNING, logger="service.exporter.queue_stats"):
+        values = _values(collector)
+    # Then the exporter is up and every queue keeps its gauges; the bad keys count as empty
+    assert values[("celery_exporter_up", ())] == 1
+    assert values[("celery_queue_length", ("email",))] == 1
+    assert values[("celery_queue_length", ("reports",))] == 2
+    assert values[("celery_dlq_length", ("reports",))] == 0
+    assert {("celery_queue_length", (spec.name,)) for spec in CATALOG} <= set(values)
+    assert "not of the type a queue uses" in caplog.text
+    for client in clients:
+        client.close()
+
+
+def test_oldest_age_is_read_without_fetching_the_message(
+    redis_client: redis.Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a 5 MB oldest message sent 30 s ago (kombu's JSON layout)
+    import json
+
+    message = {
+        "body": "A" * 5_000_000,
+        "headers": {"fleet_sent_at": 1_700_000_000.0, "task": "t"},
+        "properties": {"delivery_tag": "x"},
+    }
+    redis_client.lpush(priority_list_key("email", 0), json.dumps(message))
+    settings = _settings(redis_url)
+    # When the stats are read, the reply holds numbers only (not the 5 MB message)
+    received: list[int] = []
+    read = redis.connection.AbstractConnection.read_response
+
+    def measuring(self: Any, *args: Any, **kwargs: Any) -> Any:
+        reply = read(self, *args, **kwargs)
+        received.append(len(repr(reply)))
+        return reply
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "read_response", measuring)
+    stats = read_queue_stats(redis_client, settings, now=1_700_000_030.0)
+    assert stats["email"].oldest_age_seconds == pytest.approx(30.0)
+    assert max(received) < 10_000

@@ -1,0 +1,52 @@
+"""The quarantine: bytes a pop found in a queue's list that Redis' cjson cannot read wait in
+one hash until the worker has decided (deliver, or dead-letter), so a crash in between
+loses nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+from kombu.utils.encoding import bytes_to_str
+
+from service.dlq.envelope import MalformedEnvelope, parse_envelope
+
+logger = logging.getLogger(__name__)
+
+QUARANTINE_KEY = "fleet:quarantine"
+
+
+def dead_letter_raw(client: Any, item: bytes, list_key: str, exc: BaseException) -> bool:
+    """Move a quarantined item to the DLQ; it stays quarantined if that fails."""
+    from service.dlq.capture import capture_raw
+
+    try:
+        capture_raw(item, list_key, exc)
+    except Exception:
+        logger.exception("dead-letter write failed; the item stays in %s", QUARANTINE_KEY)
+        return False
+    client.hdel(QUARANTINE_KEY, quarantine_field(list_key, item))
+    return True
+
+
+def quarantine_field(list_key: str, item: bytes) -> str:
+    return f"{list_key}|{hashlib.sha1(item).hexdigest()}"
+
+
+def drain_quarantine(client: Any) -> int:
+    """Items a crashed worker left quarantined (between its pop and its decision): a message
+    Python can read goes back to the tail of its list (next to be popped), anything else to
+    the DLQ. Called once per worker process, before its first poll."""
+    drained = 0
+    for field, item in client.hgetall(QUARANTINE_KEY).items():
+        list_key = bytes_to_str(field).rsplit("|", 1)[0]
+        try:
+            parse_envelope(item)
+        except MalformedEnvelope:
+            dead_letter_raw(client, item, list_key, MalformedEnvelope("left in quarantine"))
+        else:
+            with client.pipeline() as pipe:  # MULTI/EXEC: back in the list, out of quarantine
+                pipe.rpush(list_key, item).hdel(QUARANTINE_KEY, field).execute()
+        drained += 1
+    return drained
