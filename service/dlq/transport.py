@@ -117,6 +117,15 @@ class Channel(_RedisChannel):  # type: ignore[misc]
         self._brpop_sent_at = time.monotonic()
         self.client.connection.send_command(*args)
 
+    def close(self) -> None:
+        # kombu's close reads a pending reply: our idle wait would hold every warm shutdown
+        # for up to fleet_idle_timeout. A wait only pops a wake token (no message): drop it.
+        if self._in_poll and self._fleet_pending == "wait":
+            self._in_poll = None
+            self._fleet_pending = None
+            self.client.connection.disconnect()
+        super().close()
+
     def _brpop_read(self, **options: Any) -> bool:
         pending = self._fleet_pending
         try:

@@ -146,3 +146,22 @@ def test_an_idle_worker_blocks_instead_of_polling_and_drops_stale_tokens(
     celery_app.send_task(RECORD, args=["idle", "late"])
     wait_until(lambda: "late" in executed(redis_client, "idle"), 10, message="picked up")
     assert time.monotonic() - started < 2
+
+
+def test_an_idle_worker_stops_at_once_however_long_its_idle_wait(
+    redis_client: redis.Redis, worker_factory: Any
+) -> None:
+    # Given an idle worker blocked in a wait far longer than any pod's patience
+    worker = worker_factory("default", env={"FLEET_IDLE_POLL_SECONDS": "300"})
+    wait_until(
+        lambda: any(c.get("cmd") == "blpop" for c in redis_client.client_list()),
+        20,
+        message="worker blocked in BLPOP",
+    )
+    # When it gets SIGTERM (a pod stopping, a rolling update)
+    started = time.monotonic()
+    worker.stop(timeout=120)
+    # Then its warm shutdown does not wait for the idle wait to end (kombu's close reads
+    # the pending reply; stock kombu's 1 s BRPOP hid that)
+    assert not worker.alive()
+    assert time.monotonic() - started < 60
