@@ -120,6 +120,7 @@ def worker_factory(tmp_path: Path, redis_url: str) -> Iterator[Callable[..., Wor
         wait: bool = True,
         timeout: float = 30,
         prefix: Sequence[str] = (),
+        mingle: bool = False,
     ) -> Worker:
         index = len(workers)
         name = f"w{index}-{os.getpid()}"
@@ -154,9 +155,10 @@ def worker_factory(tmp_path: Path, redis_url: str) -> Iterator[Callable[..., Wor
             queues,
             "--hostname",
             f"{name}@%h",
-            "--without-mingle",
             "--without-gossip",
         ]
+        if not mingle:  # off in tests for a quick start; on by default in Celery
+            args.append("--without-mingle")
         if concurrency is not None:
             args += ["-c", str(concurrency)]
         args += list(extra)

@@ -40,12 +40,12 @@ from service.dlq.quarantine import (
     drain_quarantine,
     quarantine_field,
 )
+from service.dlq.transport_publish import WAKE_TOKEN, RingingPublisher
 from service.dlq.transport_qos import FleetQoS, warn_throttled
 from service.dlq.transport_scripts import POP_AND_TRACK, TRACK_QUARANTINED
 
 logger = logging.getLogger(__name__)
 
-WAKE_TOKEN = "1"
 # An idle worker polls once per this many seconds even without a wake token (messages from
 # producers that do not ring). Also its Redis cost when idle: one BLPOP and one poll.
 # Transport option `fleet_idle_timeout` (FLEET_IDLE_POLL_SECONDS) overrides it.
@@ -60,7 +60,7 @@ __all__ = ["QUARANTINE_KEY", "MalformedEnvelope", "Transport", "parse_envelope",
 _RedisChannel: Any = kombu_redis.Channel
 
 
-class Channel(_RedisChannel):  # type: ignore[misc]
+class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
     QoS = FleetQoS
     from_transport_options = (*_RedisChannel.from_transport_options, "fleet_idle_timeout")
     fleet_idle_timeout = IDLE_TIMEOUT_SECONDS
@@ -112,6 +112,15 @@ class Channel(_RedisChannel):  # type: ignore[misc]
         self._in_poll = self.client.connection
         self._brpop_sent_at = time.monotonic()
         self.client.connection.send_command(*args)
+
+    def basic_consume(self, queue: str, *args: Any, **kwargs: Any) -> Any:
+        tag = super().basic_consume(queue, *args, **kwargs)
+        # A wait covers the queues consumed when it began (at start: only mingle's reply
+        # queue). Ring one of them, so the next cycle waits on the new queue too.
+        if self._in_poll and self._fleet_pending == "wait" and self._fleet_waited:
+            with self.conn_or_acquire() as client:
+                client.lpush(wake_key(self._fleet_waited[0]), WAKE_TOKEN)
+        return tag
 
     def close(self) -> None:
         # kombu's close reads a pending reply: our idle wait would hold every warm shutdown
@@ -241,53 +250,6 @@ class Channel(_RedisChannel):  # type: ignore[misc]
                 "skipped (delete or rename it)",
                 name,
             )
-
-    # --- publishing and restoring: ring the queue's wake list -------------------------------
-
-    def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
-        batch = kwargs.get("_publish_batch")
-        if batch is not None or (self._expires and queue in self._expires):
-            super()._put(queue, message, **kwargs)
-            if batch is not None:
-                batch.add("lpush", wake_key(queue), WAKE_TOKEN)
-            else:
-                with self.conn_or_acquire() as client:
-                    client.lpush(wake_key(queue), WAKE_TOKEN)
-            return
-        key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
-        # One round trip; the token after the message, so a woken worker finds it.
-        with self.conn_or_acquire() as client, client.pipeline(transaction=False) as pipe:
-            pipe.lpush(key, dumps(message)).lpush(wake_key(queue), WAKE_TOKEN).execute()
-
-    def check_routable(self, exchange: str, routing_key: str) -> None:
-        """Raise MalformedEnvelope when kombu could not route a restored message (its own
-        restore would log, drop the unacked record and lose the message)."""
-        try:
-            queues = self._lookup(exchange, routing_key)
-        except self.connection_errors:
-            raise
-        except Exception as exc:
-            raise MalformedEnvelope(
-                f"no route for exchange {exchange!r}, routing key {routing_key!r}: "
-                f"{type(exc).__name__}"
-            ) from None
-        if not queues:
-            raise MalformedEnvelope(f"no queue bound to {exchange!r} / {routing_key!r}")
-
-    def _do_restore_message(
-        self, payload: Any, exchange: str, routing_key: str, pipe: Any, leftmost: bool = False
-    ) -> None:
-        # kombu's, minus its catch-all: here an error aborts the transaction (the record
-        # stays) instead of deleting the record without requeueing the message.
-        headers = payload.get("headers")
-        if isinstance(headers, dict):
-            headers["redelivered"] = True
-        info = payload["properties"].setdefault("delivery_info", {})
-        info["redelivered"] = True
-        pri = self._get_message_priority(payload, reverse=False)
-        for queue in self._lookup(exchange, routing_key):
-            (pipe.lpush if leftmost else pipe.rpush)(self._q_for_pri(queue, pri), dumps(payload))
-            pipe.lpush(wake_key(queue), WAKE_TOKEN)
 
 
 class Transport(kombu_redis.Transport):

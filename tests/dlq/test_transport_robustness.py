@@ -173,3 +173,17 @@ def test_an_idle_worker_stops_at_once_however_long_its_idle_wait(
     # the pending reply; stock kombu's 1 s BRPOP hid that)
     assert not worker.alive()
     assert time.monotonic() - started < 60
+
+
+def test_a_queue_consumed_during_an_idle_wait_is_served_at_once(
+    redis_client: redis.Redis, celery_app: Any, worker_factory: Any
+) -> None:
+    # Given a worker with Celery's default start-up (mingle on): it first consumes mingle's
+    # reply queue alone, and its task queue only after the first idle wait has begun
+    worker_factory("default", env={"FLEET_IDLE_POLL_SECONDS": "300"}, mingle=True)
+    # When a task is sent once it is ready
+    started = time.monotonic()
+    celery_app.send_task(RECORD, args=["mingle", "first"])
+    # Then it runs at once, not after the idle wait on the reply queue ends
+    wait_until(lambda: "first" in executed(redis_client, "mingle"), 60, message="picked up")
+    assert time.monotonic() - started < 30
