@@ -47,6 +47,8 @@ class Workload:
         self, path: str, lands_in: str, expect: str | None, name: str, *args: Any, **options: Any
     ) -> str:
         kwargs = options.pop("kwargs", None)
+        if expect is not None:  # its outcome is read back from the result backend
+            options.setdefault("ignore_result", False)
         result = self.app.send_task(name, args=list(args), kwargs=kwargs, **options)
         self.sent[path] += 1
         if expect is not None:
