@@ -10,12 +10,12 @@ from rich.console import Console
 from rich.progress import Progress
 
 from service.catalog.queues import CATALOG
+from service.cli_support import error
 from service.dlq.cli_options import (
     EntryIds,
     JsonOption,
     QueueOption,
     ToQueueOption,
-    fail,
     filter_options,
     redis_errors,
 )
@@ -49,7 +49,7 @@ def _locate(store: DLQStore, entry_id: str, queue: str | None) -> DLQEntry:
     try:
         return store.find(entry_id, queues)
     except DLQError as exc:
-        raise fail(str(exc), 1) from None
+        raise error(str(exc), 1) from None
 
 
 @dlq_cli.command("list")
@@ -96,7 +96,7 @@ def _matching(
     if ids:
         pairs = [(_locate(store, entry_id, flt.queue)["queue"], entry_id) for entry_id in ids]
     elif not everything and flt == Filter():
-        raise fail("name entry ids, a filter (--queue/--task/--reason/--since/--until), or --all")
+        raise error("name entry ids, a filter (--queue/--task/--reason/--since/--until), or --all")
     else:
         # Materialise ids first: the operation below removes them from the index being read.
         pairs = [(e["queue"], e["id"]) for e in store.iter_entries(flt)]
@@ -167,7 +167,7 @@ def purge(
     if not pairs:
         return
     if not yes:
-        raise fail(f"purge would delete {len(pairs)} entries for good; add --yes to confirm")
+        raise error(f"purge would delete {len(pairs)} entries for good; add --yes to confirm")
     done, missing = _apply(pairs, len(pairs), "purging", store.purge)
     report("purged", done, missing, as_json)
 

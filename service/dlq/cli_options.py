@@ -13,15 +13,13 @@ from typing import Annotated, Any, TypeVar
 
 import redis
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from service.catalog.queues import CATALOG
+from service.cli_support import error
 from service.dlq.reasons import Reason
 from service.dlq.store_reads import Filter
 from service.redaction import mask_text
 
-err_console = Console(stderr=True)
 _Command = TypeVar("_Command", bound=Callable[..., Any])
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -84,12 +82,6 @@ _FILTER_PARAMETERS: tuple[tuple[str, Any], ...] = (
 )
 
 
-def fail(message: str, code: int = 2) -> typer.Exit:
-    # Message data and user input are never Rich markup: `[/bold]` in a task name is text.
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
 def parse_time(value: str | None, option: str) -> int | None:
     """Milliseconds since the epoch, from ISO 8601 or a relative age ("30m" = 30 min ago)."""
     if value is None:
@@ -100,7 +92,7 @@ def parse_time(value: str | None, option: str) -> int | None:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise fail(f"{option}: {value!r} is neither ISO 8601 nor an age like 30m/2h/1d") from None
+        raise error(f"{option}: {value!r} is neither ISO 8601 nor an age like 30m/2h/1d") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
@@ -146,7 +138,7 @@ def redis_errors(command: _Command) -> _Command:
             return command(*args, **kwargs)
         except redis.RedisError as exc:
             detail = mask_text(str(exc), sensitive_keys(), limit=300).splitlines()
-            raise fail(
+            raise error(
                 f"Redis is unavailable ({type(exc).__name__}: {detail[0] if detail else ''})", 1
             ) from None
 
