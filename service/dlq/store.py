@@ -14,7 +14,12 @@ from typing import Any
 
 import redis
 
-from service.catalog.naming import priority_list_key, wake_key
+from service.catalog.naming import (
+    KOMBU_DEFAULT_PRIORITY_STEPS,
+    KOMBU_DEFAULT_SEP,
+    priority_list_key,
+    wake_key,
+)
 from service.dlq.entry import DLQEntry, Envelope
 from service.dlq.keys import CLAIMS_KEY, entry_keys, member
 from service.dlq.store_reads import DLQReader, Filter, as_text
@@ -30,8 +35,8 @@ class DLQStore(DLQReader):
     def __init__(
         self,
         client: redis.Redis,
-        priority_steps: tuple[int, ...] = (0, 3, 6, 9),
-        priority_sep: str = "\x06\x16",
+        priority_steps: tuple[int, ...] = KOMBU_DEFAULT_PRIORITY_STEPS,
+        priority_sep: str = KOMBU_DEFAULT_SEP,
         broker: redis.Redis | None = None,
     ) -> None:
         """`broker`: the broker's Redis when the DLQ lives elsewhere. Then replay cannot be
@@ -44,7 +49,6 @@ class DLQStore(DLQReader):
         self._add = client.register_script(ADD)
         self._remove = client.register_script(REMOVE)
 
-    # -- writes -------------------------------------------------------------------------
     def add(self, entry: DLQEntry, envelope: Envelope) -> bool:
         """Store one entry; True if new, False if it updated an existing one (redelivery)."""
         return bool(self._add(**self._add_call(entry, envelope)))
@@ -104,19 +108,13 @@ class DLQStore(DLQReader):
             step = max((s for s in self.priority_steps if s <= priority), default=0)
             target = priority_list_key(destination, step, self.priority_sep)
             message = json.dumps(envelope).encode()
-        base_keys = entry_keys(queue, entry["reason"], entry["task_name"])
-        common: list[str | bytes] = [
-            entry_id,
-            member(queue, entry_id),
-            member(queue, entry["reason"]),
-        ]
         if self.broker is None:
-            pushed = bool(self._remove(keys=[*base_keys, target], args=[*common, message, "push"]))
+            pushed = self._remove_entry(queue, entry_id, entry, "push", target, message)
             if pushed:
                 self._wake(self.client, destination)
             return pushed
         claim = json.dumps({"target": target, "message": base64.b64encode(message).decode()})
-        if not self._remove(keys=[*base_keys, CLAIMS_KEY], args=[*common, claim, "claim"]):
+        if not self._remove_entry(queue, entry_id, entry, "claim", CLAIMS_KEY, claim):
             return False
         self._push_claim(entry_id, claim)
         return True
@@ -147,15 +145,21 @@ class DLQStore(DLQReader):
         entry = self.get(queue, entry_id)
         if entry is None:
             return False
-        return bool(
-            self._remove(
-                keys=entry_keys(queue, entry["reason"], entry["task_name"]),
-                args=[
-                    entry_id,
-                    member(queue, entry_id),
-                    member(queue, entry["reason"]),
-                    "",
-                    "purge",
-                ],
-            )
-        )
+        return self._remove_entry(queue, entry_id, entry, "purge")
+
+    def _remove_entry(
+        self,
+        queue: str,
+        entry_id: str,
+        entry: DLQEntry,
+        mode: str,
+        destination: str | None = None,
+        message: str | bytes = "",
+    ) -> bool:
+        """One REMOVE script: drop the entry everywhere and, in the same step, push `message`
+        to the list `destination` (mode push) or record it as a claim (mode claim)."""
+        keys = entry_keys(queue, entry["reason"], entry["task_name"])
+        if destination is not None:
+            keys.append(destination)
+        args = [entry_id, member(queue, entry_id), member(queue, entry["reason"]), message, mode]
+        return bool(self._remove(keys=keys, args=args))
