@@ -1,25 +1,21 @@
 """kombu's Redis transport, made lossless and cheap to leave idle.
 
-Stock kombu consumes with BRPOP and records the message in its `unacked` hash in a second,
-separate write. A worker killed between the two (SIGKILL, OOM) or a Redis that persists the
-pop but drops the reply (a restart) loses the message for good; fault tests R1/R2 caught
-both. Here one Lua script pops the next message AND records it as unacked, atomically, so
-kombu's visibility-timeout restore always finds it, and kombu's own second write is skipped.
+Stock kombu pops with BRPOP and writes its `unacked` record in a second step: a worker killed
+in between, or a Redis restart that persists the pop but drops the reply, loses the message
+(fault tests R1/R2 caught both). Here one Lua script pops AND records, atomically, and
+kombu's own second write is skipped.
 
 Lua cannot block, so an idle worker waits with BLPOP on its queues' wake lists
 (`fleet:wake:<queue>`): every message this transport publishes or restores also pushes a
-token there, in the same round trip. A token is only a hint (losing one loses no message),
-so a blocking pop of tokens is safe where a blocking pop of messages is not. The poll that
-finds the queues empty drops their stale tokens, which bounds the lists. Messages pushed by
-something that does not ring (a stock kombu producer) are found by the poll that follows
-every idle timeout (`IDLE_TIMEOUT_SECONDS`).
+token there in the same round trip. A token is only a hint (losing one loses no message), so
+blocking on tokens is safe where blocking on messages is not. The poll that finds the queues
+empty drops stale tokens. Messages from producers that do not ring (stock kombu) are found
+by the poll after each idle timeout (`IDLE_TIMEOUT_SECONDS`).
 
-Also: bytes in a queue's list that are not a kombu message go to the dead-letter queue
-(stock kombu lets `loads()` fail, losing the item and tearing down the consumer); they are
-held in a quarantine hash by the same script until the DLQ has them. A key of the wrong type
-under a queue's name is skipped with a warning, and a Redis that refuses writes (full,
-noeviction) makes the worker back off instead of dying.
-
+Bytes in a queue that are not a kombu message go to the DLQ (stock kombu loses them and tears
+down the consumer), held in a quarantine hash by the same script until the DLQ has them. A
+wrong-type key under a queue's name is skipped with a warning; a Redis that refuses writes
+(full, noeviction) makes the worker back off instead of dying.
 Registered for `redis://` and `rediss://` by `register()`, so URL handling stays kombu's."""
 
 from __future__ import annotations
@@ -112,6 +108,15 @@ class Channel(_RedisChannel):  # type: ignore[misc]
         self._in_poll = self.client.connection
         self._brpop_sent_at = time.monotonic()
         self.client.connection.send_command(*args)
+
+    def close(self) -> None:
+        # kombu's close reads a pending reply: our idle wait would hold every warm shutdown
+        # for up to fleet_idle_timeout. A wait only pops a wake token (no message): drop it.
+        if self._in_poll and self._fleet_pending == "wait":
+            self._in_poll = None
+            self._fleet_pending = None
+            self.client.connection.disconnect()
+        super().close()
 
     def _brpop_read(self, **options: Any) -> bool:
         pending = self._fleet_pending
@@ -219,9 +224,8 @@ class Channel(_RedisChannel):  # type: ignore[misc]
             for key in lists:
                 pipe.llen(key)
             sizes = pipe.execute(raise_on_error=False)
-        self._warn_wrong_type(
-            [k for k, n in zip(lists, sizes, strict=True) if not isinstance(n, int)]
-        )
+        wrong = [k for k, n in zip(lists, sizes, strict=True) if not isinstance(n, int)]
+        self._warn_wrong_type(wrong)
         return sum(n for n in sizes if isinstance(n, int))
 
     def _warn_wrong_type(self, keys: list[Any]) -> None:

@@ -15,7 +15,6 @@ import os
 import time
 from typing import Any
 
-import pytest
 import redis
 from fuzz_envelopes import CALLS_KEY, QUEUE, TASK, Case, _base, cases
 from harness import wait_until
@@ -117,9 +116,6 @@ def _wait_quietly(predicate: Any, timeout: float) -> None:
         time.sleep(0.5)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="transport: cjson rejects lone surrogates Python accepts (issue #10)"
-)
 def test_lone_surrogate_leaves_nothing_behind(
     redis_client: redis.Redis, worker_factory: Any
 ) -> None:

@@ -13,7 +13,7 @@ from harness import wait_until
 from test_faults import FAST_RECOVERY, executed
 
 from service.dlq.capture import store
-from service.dlq.store import Filter
+from service.dlq.store import DLQStore, Filter
 from service.dlq.transport import QUARANTINE_KEY
 from service.dlq.transport_scripts import POP_AND_TRACK
 
@@ -108,9 +108,17 @@ def test_a_full_redis_makes_the_worker_back_off_and_lose_nothing(
     time.sleep(8)
     assert worker.alive(), worker.log()[-3000:]
     assert client.hlen("unacked") + client.llen("default") == 20  # nothing lost so far
-    # Then, once Redis has room again, every task runs and nothing stays in flight
+    # Then, once Redis has room again, every task ran or, where its own write met the full
+    # Redis (an exception in the task), is in the DLQ with its arguments; nothing in flight
     client.config_set("maxmemory", 0)
-    wait_until(lambda: len(executed(client, "oom")) == 20, 60, message="all ran after OOM")
+    dlq = DLQStore(client)
+
+    def accounted() -> set[str]:
+        dead = {str(e["args"][-1]) for e in dlq.iter_entries(Filter()) if e["args"]}
+        return set(executed(client, "oom")) | dead
+
+    wanted = {str(i) for i in range(20)}
+    wait_until(lambda: accounted() == wanted, 60, message="every task ran or is in the DLQ")
     wait_until(lambda: client.hlen("unacked") == 0, 30, message="unacked drained")
     assert worker.alive()
     assert "Unrecoverable error" not in worker.log()
@@ -146,3 +154,22 @@ def test_an_idle_worker_blocks_instead_of_polling_and_drops_stale_tokens(
     celery_app.send_task(RECORD, args=["idle", "late"])
     wait_until(lambda: "late" in executed(redis_client, "idle"), 10, message="picked up")
     assert time.monotonic() - started < 2
+
+
+def test_an_idle_worker_stops_at_once_however_long_its_idle_wait(
+    redis_client: redis.Redis, worker_factory: Any
+) -> None:
+    # Given an idle worker blocked in a wait far longer than any pod's patience
+    worker = worker_factory("default", env={"FLEET_IDLE_POLL_SECONDS": "300"})
+    wait_until(
+        lambda: any(c.get("cmd") == "blpop" for c in redis_client.client_list()),
+        20,
+        message="worker blocked in BLPOP",
+    )
+    # When it gets SIGTERM (a pod stopping, a rolling update)
+    started = time.monotonic()
+    worker.stop(timeout=120)
+    # Then its warm shutdown does not wait for the idle wait to end (kombu's close reads
+    # the pending reply; stock kombu's 1 s BRPOP hid that)
+    assert not worker.alive()
+    assert time.monotonic() - started < 60

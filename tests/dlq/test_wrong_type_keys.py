@@ -1,20 +1,17 @@
 """Item 9 of the hostile-input review, worker side: a key of the wrong type under a queue's
 name (a string where a priority sub-list should be) must not stop the worker polling it.
-The poll is the transport's (issue #10 rewrites it); until that lands this is a strict xfail
-so the merge that fixes it turns it into a failure to remove the marker."""
+The poll is the transport's: it skips such a key with a warning."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-import pytest
 import redis
 
 NOOP = "service.tasks.diagnostics.noop"
 
 
-@pytest.mark.xfail(strict=True, reason="transport poll: wrong-type key (issue #10)")
 def test_a_string_under_a_sub_list_name_does_not_stop_the_worker(
     celery_app: Any, redis_client: redis.Redis, worker_factory: Any
 ) -> None:
