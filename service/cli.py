@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
-from typing import NoReturn
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from service.catalog.naming import EXPORTER_PORT, FLOWER_PORT, REDIS_PORT, WORKER_METRICS_PORT
 from service.catalog.queues import CATALOG
-from service.config.settings import FleetSettings, load_settings
-from service.errors import FleetError, SettingsError
-from service.worker.fsutil import empty_dir
+from service.cli_support import console, err_console, settings_or_exit
+from service.errors import FleetError
+from service.worker.launch import exec_celery, worker_args
 
 cli = typer.Typer(
     name="fleet",
@@ -25,64 +22,7 @@ cli = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
-err_console = Console(stderr=True)
-
 _PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def settings_or_exit() -> FleetSettings:
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        fail(str(exc))
-
-
-def _check_queues(queues: str) -> list[str]:
-    names = [q.strip() for q in queues.split(",") if q.strip()]
-    if not names:
-        fail("-Q needs at least one queue name")
-    for name in names:
-        if name not in CATALOG:
-            fail(f"unknown queue {name!r}; known queues: {', '.join(CATALOG.names)}")
-    return names
-
-
-_TIME_LIMIT_OPTIONS = ("--time-limit", "--soft-time-limit")
-
-
-def _check_time_limits(args: list[str], settings: FleetSettings) -> None:
-    """A time limit given on the command line must be a finite number of seconds below the
-    visibility timeout; otherwise Redis re-delivers the running task and it runs twice."""
-    for index, arg in enumerate(args):
-        option, _, inline = arg.partition("=")
-        if option not in _TIME_LIMIT_OPTIONS:
-            continue
-        raw = inline if inline else (args[index + 1] if index + 1 < len(args) else "")
-        try:
-            seconds = float(raw)
-        except ValueError:
-            fail(f"{option} needs a number of seconds, got {raw!r}")
-        if not math.isfinite(seconds) or seconds <= 0:
-            fail(f"{option} must be a positive finite number of seconds, got {raw!r}")
-        if seconds >= settings.visibility_timeout and not settings.allow_short_visibility_timeout:
-            fail(
-                f"{option} {raw} must be below FLEET_VISIBILITY_TIMEOUT "
-                f"({settings.visibility_timeout}s); otherwise Redis re-delivers running tasks "
-                "and they run twice"
-            )
-
-
-def _exec_celery(args: list[str]) -> NoReturn:
-    argv = [sys.executable, "-m", "celery", "-A", "service", *args]
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execv(sys.executable, argv)
 
 
 @cli.command(context_settings=_PASSTHROUGH)
@@ -93,23 +33,7 @@ def worker(
     """Prepare the metrics and heartbeat dirs, then exec `celery -A service worker`.
 
     Extra options go to Celery unchanged (e.g. `-c 2 --hostname w1@%h`)."""
-    settings = settings_or_exit()
-    names = _check_queues(queues)
-    _check_time_limits(ctx.args, settings)
-    # Multiprocess metrics: a dir shared by the main process and the pool children. Empty it:
-    # files from a previous run would be counted again (and belong to dead pids).
-    metrics_dir = settings.metrics_dir
-    empty_dir(metrics_dir)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    settings.heartbeat_file.parent.mkdir(parents=True, exist_ok=True)
-    settings.heartbeat_file.unlink(missing_ok=True)
-    args = ["worker", "-Q", ",".join(names), "--loglevel", settings.log_level]
-    # Gossip makes every worker consume every other worker's events (N^2 at fleet scale);
-    # without task events nothing reads the 2 s worker heartbeats either.
-    args.append("--without-gossip")
-    if not settings.task_events:
-        args.append("--without-heartbeat")
-    _exec_celery([*args, *ctx.args])
+    exec_celery(worker_args(settings_or_exit(), queues, ctx.args))
 
 
 @cli.command(context_settings=_PASSTHROUGH)
@@ -117,7 +41,7 @@ def beat(ctx: typer.Context) -> None:
     """Exec `celery -A service beat`. Run exactly one beat per deployment."""
     settings = settings_or_exit()
     settings.beat_schedule_file.parent.mkdir(parents=True, exist_ok=True)
-    _exec_celery(
+    exec_celery(
         [
             "beat",
             "--schedule",
@@ -139,7 +63,7 @@ def flower(ctx: typer.Context) -> None:
     if settings.flower_basic_auth is not None:
         # Through the environment, not argv: argv is visible in `ps` and /proc.
         os.environ["FLOWER_BASIC_AUTH"] = settings.flower_basic_auth.get_secret_value()
-    _exec_celery(["flower", f"--port={settings.flower_port}", *ctx.args])
+    exec_celery(["flower", f"--port={settings.flower_port}", *ctx.args])
 
 
 @cli.command()

@@ -9,8 +9,6 @@ from collections.abc import Sequence
 KOMBU_DEFAULT_SEP = "\x06\x16"
 KOMBU_DEFAULT_PRIORITY_STEPS: tuple[int, ...] = (0, 3, 6, 9)
 
-DLQ_PREFIX = "fleet:dlq"
-
 # Ports: the worker's /metrics (FLEET_METRICS_PORT), the queue exporter's, Flower's, Redis'.
 WORKER_METRICS_PORT = 9808
 EXPORTER_PORT = 9809
@@ -49,16 +47,6 @@ def priority_list_keys(
 ) -> list[str]:
     """Every Redis list that holds waiting messages of `queue`, most urgent first."""
     return [priority_list_key(queue, step, sep) for step in sorted(steps)]
-
-
-def dlq_entries_key(queue: str) -> str:
-    """Hash: entry id -> JSON entry, for one source queue."""
-    return f"{DLQ_PREFIX}:{queue}:entries"
-
-
-def dlq_index_key(queue: str) -> str:
-    """Sorted set: entry id scored by its last failure time (ordering and time filters)."""
-    return f"{DLQ_PREFIX}:{queue}:index"
 
 
 def wake_key(queue: str) -> str:

@@ -15,13 +15,14 @@ from typing import Any
 from service.catalog.queues import CATALOG
 from service.config.redis_client import dlq_redis
 from service.config.settings import get_settings
+from service.dlq.entry import DLQEntry, Envelope
+from service.dlq.keys import first_failure_key
 from service.dlq.reasons import Reason
 from service.dlq.safe_write import safe_text, write_entry
 from service.dlq.store import DLQStore
 from service.redaction import mask_text, redact_call
 from service.worker.metrics import task_metrics
 
-FIRST_FAILURE_PREFIX = "fleet:first-failure"
 _FIRST_FAILURE_TTL = 7 * 86_400
 
 
@@ -59,15 +60,13 @@ def note_retry(task_id: str) -> None:
     """Remember when a task first failed, so its DLQ entry can say so after the retries."""
     from service.config.redis_client import broker_redis
 
-    broker_redis().set(
-        f"{FIRST_FAILURE_PREFIX}:{task_id}", time.time(), nx=True, ex=_FIRST_FAILURE_TTL
-    )
+    broker_redis().set(first_failure_key(task_id), time.time(), nx=True, ex=_FIRST_FAILURE_TTL)
 
 
 def _first_failure(task_id: str, now: float) -> float:
     from service.config.redis_client import broker_redis
 
-    raw = broker_redis().get(f"{FIRST_FAILURE_PREFIX}:{task_id}")
+    raw = broker_redis().get(first_failure_key(task_id))
     return float(raw) if raw is not None else now
 
 
@@ -79,7 +78,7 @@ def _base_entry(
     reason: Reason,
     exc: BaseException | None,
     now: float,
-) -> dict[str, Any]:
+) -> DLQEntry:
     settings = get_settings()
     tb = ""
     if exc is not None:
@@ -124,7 +123,7 @@ def _raw_body_view(body: bytes, sensitive_keys: tuple[str, ...]) -> str:
 
 def task_envelope(
     task: Any, request: Any, args: tuple[Any, ...], kwargs: dict[str, Any], queue: str
-) -> dict[str, Any]:
+) -> Envelope:
     """A kombu Redis envelope that re-runs this task from scratch (retries reset)."""
     spec = CATALOG.get(queue)
     headers, properties, body, _ = task.app.amqp.as_task_v2(
@@ -232,7 +231,7 @@ def capture_minimal(
     task_name: str | None,
     delivery_info: Any,
     body: bytes | None,
-    envelope: dict[str, Any] | None,
+    envelope: Envelope | None,
 ) -> None:
     """The last resort when building a full entry failed for something other than Redis:
     the minimal entry (reason, raw body, the error) from plain bounded values only."""

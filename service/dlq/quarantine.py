@@ -4,17 +4,15 @@ loses nothing."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from typing import Any
 
 from kombu.utils.encoding import bytes_to_str
 
 from service.dlq.envelope import MalformedEnvelope, parse_envelope
+from service.dlq.keys import QUARANTINE_KEY, quarantine_field, quarantine_list_key
 
 logger = logging.getLogger(__name__)
-
-QUARANTINE_KEY = "fleet:quarantine"
 
 
 def dead_letter_raw(client: Any, item: bytes, list_key: str, exc: BaseException) -> bool:
@@ -30,17 +28,13 @@ def dead_letter_raw(client: Any, item: bytes, list_key: str, exc: BaseException)
     return True
 
 
-def quarantine_field(list_key: str, item: bytes) -> str:
-    return f"{list_key}|{hashlib.sha1(item).hexdigest()}"
-
-
 def drain_quarantine(client: Any) -> int:
     """Items a crashed worker left quarantined (between its pop and its decision): a message
     Python can read goes back to the tail of its list (next to be popped), anything else to
     the DLQ. Called once per worker process, before its first poll."""
     drained = 0
     for field, item in client.hgetall(QUARANTINE_KEY).items():
-        list_key = bytes_to_str(field).rsplit("|", 1)[0]
+        list_key = quarantine_list_key(bytes_to_str(field))
         try:
             parse_envelope(item)
         except MalformedEnvelope:

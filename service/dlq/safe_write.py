@@ -15,10 +15,12 @@ import json
 import logging
 import math
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import redis
 
+from service.dlq.entry import DLQEntry, Envelope
 from service.dlq.store import DLQStore
 from service.redaction import mask_text
 
@@ -66,7 +68,7 @@ def json_safe(value: Any, depth: int = 0) -> Any:
     return safe_text(value)
 
 
-def _envelope_json_ok(envelope: dict[str, Any]) -> dict[str, Any]:
+def _envelope_json_ok(envelope: Envelope) -> Envelope:
     try:
         json.dumps(envelope)
         return envelope
@@ -74,7 +76,7 @@ def _envelope_json_ok(envelope: dict[str, Any]) -> dict[str, Any]:
         return {"unreplayable": "the original message could not be stored"}
 
 
-def minimal_entry(entry: dict[str, Any], error: BaseException) -> dict[str, Any]:
+def minimal_entry(entry: Mapping[str, object], error: BaseException) -> DLQEntry:
     """Only plain bounded strings and numbers: this entry cannot fail for its content."""
     from service.config.settings import get_settings
 
@@ -110,7 +112,7 @@ def minimal_entry(entry: dict[str, Any], error: BaseException) -> dict[str, Any]
     }
 
 
-def write_entry(store: DLQStore, entry: dict[str, Any], envelope: dict[str, Any]) -> str:
+def write_entry(store: DLQStore, entry: DLQEntry, envelope: Envelope) -> str:
     """Write `entry`, or its minimal form if Redis refuses the content; returns the id
     written. Raises RedisUnavailable when Redis cannot take any write now."""
     try:

@@ -33,13 +33,9 @@ from kombu.utils.json import dumps
 
 from service.catalog.naming import wake_key
 from service.dlq.envelope import MalformedEnvelope, parse_envelope
+from service.dlq.keys import QUARANTINE_KEY, quarantine_field
 from service.dlq.message import SafeMessage
-from service.dlq.quarantine import (
-    QUARANTINE_KEY,
-    dead_letter_raw,
-    drain_quarantine,
-    quarantine_field,
-)
+from service.dlq.quarantine import dead_letter_raw, drain_quarantine
 from service.dlq.transport_publish import WAKE_TOKEN, RingingPublisher
 from service.dlq.transport_qos import FleetQoS, warn_throttled
 from service.dlq.transport_scripts import POP_AND_TRACK, TRACK_QUARANTINED

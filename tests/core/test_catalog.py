@@ -9,7 +9,6 @@ import pytest
 
 from service.catalog.naming import (
     autoscaler_name,
-    dlq_entries_key,
     k8s_name,
     priority_list_key,
     priority_list_keys,
@@ -98,7 +97,6 @@ def test_priority_list_key(priority: int, sep: str, expected: str) -> None:
 
 def test_priority_list_keys_most_urgent_first() -> None:
     assert priority_list_keys("q", (9, 0, 3), ":") == ["q", "q:3", "q:9"]
-    assert dlq_entries_key("email") == "fleet:dlq:email:entries"
 
 
 @pytest.mark.parametrize(

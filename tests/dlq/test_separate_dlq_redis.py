@@ -9,7 +9,8 @@ from typing import Any
 import redis
 from envelopes import call_body, envelope
 
-from service.dlq.store import CLAIMS_KEY, DLQStore, Filter
+from service.dlq.keys import CLAIMS_KEY
+from service.dlq.store import DLQStore, Filter
 
 
 def entry(entry_id: str) -> tuple[dict[str, Any], dict[str, Any]]:

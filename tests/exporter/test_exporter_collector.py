@@ -12,9 +12,10 @@ import redis
 import redis.connection
 from harness import RedisServer, free_port
 
-from service.catalog.naming import dlq_index_key, priority_list_key
+from service.catalog.naming import priority_list_key
 from service.catalog.queues import CATALOG
 from service.config.settings import FleetSettings
+from service.dlq.keys import index_key as dlq_index_key
 from service.exporter.queue_stats import read_queue_stats
 from service.exporter.server import build_collector, scrub, secrets_of
 
