@@ -7,7 +7,7 @@ import json
 import uuid
 from typing import Any
 
-from envelopes import call_body
+from envelopes import call_body, envelope_fields
 
 NOOP = "service.tasks.diagnostics.noop"
 
@@ -22,31 +22,10 @@ def raw_envelope(
 ) -> tuple[str, bytes]:
     """(task id, envelope bytes) with any field overridden, valid or not."""
     task_id = task_id or str(uuid.uuid4())
-    message: dict[str, Any] = {
-        "body": body,
-        "content-encoding": "utf-8",
-        "content-type": "application/json",
-        "headers": {
-            "lang": "py",
-            "task": task,
-            "id": task_id,
-            "retries": 0,
-            "root_id": task_id,
-            "parent_id": None,
-            "group": None,
-            **(headers or {}),
-        },
-        "properties": {
-            "correlation_id": task_id,
-            "delivery_mode": 2,
-            "delivery_info": {"exchange": "", "routing_key": "default"},
-            "priority": 0,
-            "body_encoding": "base64",
-            "delivery_tag": str(uuid.uuid4()),
-            **(properties or {}),
-        },
-        **top,
-    }
+    message = envelope_fields(task, body, task_id=task_id)
+    message["headers"].update(headers or {})
+    message["properties"].update(properties or {})
+    message.update(top)
     return task_id, json.dumps(message).encode()
 
 
