@@ -233,6 +233,11 @@ def run(settings: FleetSettings, options: Options) -> int:
         state.stopped_by = "startup failed"
         state.failure = {"error": str(exc)}
         console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+    except Exception as exc:  # still stop everything and report, never a bare traceback
+        if state.failure is None:
+            state.stopped_by = "error"
+            state.failure = {"error": f"{type(exc).__name__}: {exc}"}
+        console.print(f"[bold red]error:[/] {escape(repr(exc))}", highlight=False)
     finally:
         stop.set()
         console.print("stopping (Ctrl-C again to kill at once)...")
