@@ -17,7 +17,7 @@ import redis
 from celery import Celery
 
 if os.environ.get("PLAIN_FLEET_TRANSPORT"):  # diagnosis: plain Celery on fleet's transport
-    from service.dlq import transport
+    from service import transport
 
     transport.register()
 

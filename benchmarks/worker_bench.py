@@ -82,7 +82,7 @@ def _producer(variant: Variant, url: str) -> Any:
             app.conf.update(
                 task_serializer="json",
                 accept_content=["json"],
-                # Stock kombu even after service.dlq.transport registered itself for redis://.
+                # Stock kombu even after service.transport registered itself for redis://.
                 broker_transport="kombu.transport.redis:Transport",
             )
         app.producer_pool  # noqa: B018 - built now, with this URL

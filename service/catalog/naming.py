@@ -50,5 +50,5 @@ def priority_list_keys(
 
 
 def wake_key(queue: str) -> str:
-    """List of wake-up tokens for idle workers of `queue` (service.dlq.transport)."""
+    """List of wake-up tokens for idle workers of `queue` (service.transport)."""
     return f"fleet:wake:{queue}"

@@ -8,10 +8,10 @@ from typing import Any
 
 from celery import Celery
 
+from service import transport
 from service.catalog.queues import CATALOG
 from service.config.celeryconfig import build_config
 from service.config.settings import FleetSettings, get_settings
-from service.dlq import transport
 from service.errors import EtaBeyondVisibility
 
 TASK_MODULES = (

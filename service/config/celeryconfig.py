@@ -24,7 +24,7 @@ def transport_options(settings: FleetSettings) -> dict[str, Any]:
         "unacked_restore_throttle": 1,
         # A worker killed while sweeping holds the sweep mutex until it expires (default 300s).
         "unacked_mutex_expire": settings.unacked_mutex_expire,
-        # service.dlq.transport: how long an idle worker blocks before polling anyway.
+        # service.transport: how long an idle worker blocks before polling anyway.
         "fleet_idle_timeout": settings.idle_poll_seconds,
     }
 

@@ -17,11 +17,11 @@ from celery.worker.consumer import Consumer
 
 from service.config.settings import get_settings
 from service.dlq.capture import capture_message, capture_minimal
-from service.dlq.message import raw_body_bytes
 from service.dlq.reasons import Reason
 from service.dlq.safe_write import RedisUnavailable
 from service.dlq.screening import Call, Problem, screen_call
 from service.redaction import mask_text, redact_call
+from service.transport.message import raw_body_bytes
 
 logger = logging.getLogger(__name__)
 

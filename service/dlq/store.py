@@ -128,7 +128,7 @@ class DLQStore(DLQReader):
 
     @staticmethod
     def _wake(client: redis.Redis, queue: str) -> None:
-        # A hint for idle workers blocked on the queue's wake list (service.dlq.transport);
+        # A hint for idle workers blocked on the queue's wake list (service.transport);
         # without it they find the message at their next idle timeout.
         client.lpush(wake_key(queue), "1")
 

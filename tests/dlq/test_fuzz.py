@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 
 from service.dlq.capture import store
 from service.dlq.store import Filter
-from service.dlq.transport import QUARANTINE_KEY
+from service.transport.channel import QUARANTINE_KEY
 
 EXAMPLES = int(os.environ.get("FLEET_FUZZ_EXAMPLES", "40"))
 RANDOM = os.environ.get("FLEET_FUZZ_RANDOM") == "1"

@@ -12,8 +12,8 @@ from harness import wait_until
 
 from service.dlq.capture import store
 from service.dlq.store import Filter
-from service.dlq.transport import QUARANTINE_KEY
-from service.dlq.transport_scripts import POP_AND_TRACK
+from service.transport.channel import QUARANTINE_KEY
+from service.transport.scripts import POP_AND_TRACK
 
 LISTS = ["default", "default\x06\x163"]
 KEYS = [*LISTS, "unacked", "unacked_index", QUARANTINE_KEY, "fleet:wake:default"]

@@ -14,8 +14,8 @@ from test_faults import FAST_RECOVERY, executed
 
 from service.dlq.capture import store
 from service.dlq.store import DLQStore, Filter
-from service.dlq.transport import QUARANTINE_KEY
-from service.dlq.transport_scripts import POP_AND_TRACK
+from service.transport.channel import QUARANTINE_KEY
+from service.transport.scripts import POP_AND_TRACK
 
 RECORD = "service.tasks.diagnostics.record"
 

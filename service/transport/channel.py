@@ -34,11 +34,11 @@ from kombu.utils.json import dumps
 from service.catalog.naming import wake_key
 from service.dlq.envelope import MalformedEnvelope, parse_envelope
 from service.dlq.keys import QUARANTINE_KEY, quarantine_field
-from service.dlq.message import SafeMessage
-from service.dlq.quarantine import dead_letter_raw, drain_quarantine
-from service.dlq.transport_publish import WAKE_TOKEN, RingingPublisher
-from service.dlq.transport_qos import FleetQoS, warn_throttled
-from service.dlq.transport_scripts import POP_AND_TRACK, TRACK_QUARANTINED
+from service.transport.message import SafeMessage
+from service.transport.publish import WAKE_TOKEN, RingingPublisher
+from service.transport.qos import FleetQoS, warn_throttled
+from service.transport.quarantine import dead_letter_raw, drain_quarantine
+from service.transport.scripts import POP_AND_TRACK, TRACK_QUARANTINED
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
     QoS = FleetQoS
     from_transport_options = (*_RedisChannel.from_transport_options, "fleet_idle_timeout")
     fleet_idle_timeout = IDLE_TIMEOUT_SECONDS
-    # Messages whose body decoding cannot raise: bad bodies reach the DLQ (service.dlq.message).
+    # Messages whose body decoding cannot raise: bad bodies reach the DLQ (transport.message).
     Message = SafeMessage
     _fleet_idle = False
     _fleet_backoff = False

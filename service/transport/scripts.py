@@ -1,4 +1,4 @@
-"""The Lua scripts of the lossless transport (service.dlq.transport), kept apart so the
+"""The Lua scripts of the lossless transport (service.transport), kept apart so the
 channel code reads as Python."""
 
 from __future__ import annotations

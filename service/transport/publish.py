@@ -1,6 +1,6 @@
 """Publishing and restoring for the fleet transport: every message pushed into a queue also
 pushes a wake token to that queue's wake list, in the same round trip, so idle workers
-blocked on the wake lists pick it up at once (see service.dlq.transport)."""
+blocked on the wake lists pick it up at once (see service.transport)."""
 
 from __future__ import annotations
 
