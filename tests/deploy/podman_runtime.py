@@ -49,7 +49,12 @@ def require_runtime() -> None:
             require_binary(tool)  # skips locally, fails in CI
             raise AssertionError(f"{tool} missing (apt-get install {package})")
     if os.geteuid() != 0:
-        message = "the deploy test runs rootful podman (pods on a bridge network): run as root"
+        # `make test-no-root` never gets here (--ignore=tests/deploy); `make deploy-test` comes
+        # here as root already, or through `sudo -n` keeping PATH and CI (see the Makefile).
+        message = (
+            "the deploy test runs rootful podman (pods on a bridge network): run it as root or "
+            "with `make deploy-test`, which uses `sudo -n` when it can"
+        )
         if IN_CI:
             raise AssertionError(message)
         import pytest
