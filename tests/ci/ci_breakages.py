@@ -1,64 +1,54 @@
 """Copies of the real workflows broken the way a careless edit would break them, one or more
-per rule in ci_rules.RULES: (rule name, what broke, mutation of a deep copy)."""
+per rule of ci_rules.py (the shape of ci, preview, deploy, drift) and ci_hygiene.py: (rule name, what broke,
+mutation of a deep copy). ci_breakages_safety.py lists those of the other rule modules."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from ci_model import CI, pulumi_steps, steps
-
-Mutation = Callable[[CI], object]
-SHA_CHECKOUT = "actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1"
-
-
-def job(ci: CI, wf: str, name: str) -> dict[str, Any]:
-    return ci.workflows[wf]["jobs"][name]  # type: ignore[no-any-return]
-
-
-def pulumi_step(ci: CI, wf: str, name: str, command: str = "") -> dict[str, Any]:
-    return next(
-        s for s in pulumi_steps(job(ci, wf, name)) if not command or s["with"]["command"] == command
-    )
-
-
-def step_using(ci: CI, wf: str, name: str, action: str) -> dict[str, Any]:
-    return next(s for s in steps(job(ci, wf, name)) if str(s.get("uses", "")).startswith(action))
-
-
-def on(ci: CI, wf: str) -> dict[str, Any]:
-    return ci.workflows[wf][True]  # type: ignore[no-any-return]  # YAML reads `on` as True
-
-
-def edit_text(path: str, old: str, new: str, count: int = -1) -> Mutation:
-    def mutate(ci: CI) -> None:
-        assert old in ci.texts[path]
-        ci.texts[path] = ci.texts[path].replace(old, new, count)
-
-    return mutate
-
-
-def set_in(getter: Callable[[CI], dict[Any, Any]], key: Any, value: Any) -> Mutation:
-    def mutate(ci: CI) -> None:
-        target = getter(ci)
-        if value is DELETE:
-            del target[key]
-        else:
-            target[key] = value
-
-    return mutate
-
-
-DELETE = object()
-ACCESS = ".github/actions/stack-access/action.yml"
-CI_YML = ".github/workflows/ci.yml"
+from ci_mutations import (
+    DELETE,
+    NO_SUDO,
+    Mutation,
+    edit_run,
+    edit_text,
+    job,
+    on,
+    set_in,
+    step,
+    up,
+)
 
 BREAKAGES: list[tuple[str, str, Mutation]] = [
     ("ci_runs_the_ci_gate", "no push trigger", set_in(lambda c: on(c, "ci"), "push", DELETE)),
     (
         "ci_runs_the_ci_gate",
-        "runs only lint",
-        set_in(lambda c: steps(job(c, "ci", "test"))[-1], "run", "make lint"),
+        "the deploy test never runs",
+        lambda c: job(c, "ci", "deploy-test")["steps"].pop(),
+    ),
+    (
+        "ci_runs_the_ci_gate",
+        "runs only the tests, no lint",
+        edit_text("Makefile", "test-no-root: setup lint typecheck rules", "test-no-root: setup"),
+    ),
+    (
+        "ci_needs_root_only_for_the_deploy_test",
+        "make test as the runner's user, no sudo (today's)",
+        lambda c: [
+            edit_run("ci", "test", ".ci/run", ".ci/run test-no-root", ".ci/run")(c),
+            NO_SUDO(c),
+        ],
+    ),
+    (
+        "ci_needs_root_only_for_the_deploy_test",
+        "the suite no longer leaves the deploy test out",
+        edit_text("Makefile", "pytest -q --ignore=tests/deploy", "pytest -q"),
+    ),
+    (
+        "ci_needs_root_only_for_the_deploy_test",
+        "deploy test as the runner's user, no sudo",
+        lambda c: [
+            set_in(lambda c: job(c, "ci", "deploy-test"), "container", DELETE)(c),
+            NO_SUDO(c),
+        ],
     ),
     (
         "preview_only_on_pull_request",
@@ -69,11 +59,6 @@ BREAKAGES: list[tuple[str, str, Mutation]] = [
         "preview_only_on_pull_request",
         "also on push",
         set_in(lambda c: on(c, "preview"), "push", None),
-    ),
-    (
-        "preview_skips_forks",
-        "no fork guard",
-        set_in(lambda c: job(c, "preview", "preview"), "if", DELETE),
     ),
     (
         "preview_permissions_are_exactly_three",
@@ -98,60 +83,58 @@ BREAKAGES: list[tuple[str, str, Mutation]] = [
     (
         "preview_builds_without_push_and_previews_with_policy",
         "pushes",
-        set_in(
-            lambda c: step_using(c, "preview", "image", "docker/build-push")["with"], "push", True
-        ),
-    ),
-    (
-        "preview_builds_without_push_and_previews_with_policy",
-        "no PR comment",
-        set_in(
-            lambda c: pulumi_step(c, "preview", "preview", "preview")["with"],
-            "comment-on-pr",
-            False,
-        ),
+        set_in(lambda c: step(c, "preview", "image", "docker/build-push")["with"], "push", True),
     ),
     (
         "preview_builds_without_push_and_previews_with_policy",
         "no policy pack",
-        set_in(
-            lambda c: pulumi_step(c, "preview", "preview", "preview")["with"], "policyPacks", DELETE
-        ),
+        edit_run("preview", "preview", "pulumi-run preview", "--policy-pack policy", ""),
     ),
     (
         "preview_builds_without_push_and_previews_with_policy",
         "prod not previewed",
-        set_in(lambda c: job(c, "preview", "preview")["strategy"]["matrix"], "stack", ["dev"]),
+        lambda c: job(c, "preview", "preview")["strategy"]["matrix"]["include"].pop(),
     ),
     (
-        "deploy_on_main_and_dispatch_with_no_default_permissions",
+        "preview_comments_on_the_pr_even_when_it_fails",
+        "comment only after a successful preview",
+        set_in(lambda c: step(c, "preview", "preview", "preview-comment"), "if", DELETE),
+    ),
+    (
+        "preview_comments_on_the_pr_even_when_it_fails",
+        "a failing preview ends the job at once",
+        edit_run("preview", "preview", "pulumi-run preview", "set +e\n", ""),
+    ),
+    (
+        "preview_comments_on_the_pr_even_when_it_fails",
+        "a failed preview passes",
+        lambda c: job(c, "preview", "preview")["steps"].pop(),
+    ),
+    (
+        "preview_comments_on_the_pr_even_when_it_fails",
+        "a long log overflows the comment",
+        edit_text(".github/scripts/preview-comment", "tail -c", "cat"),
+    ),
+    (
+        "deploy_has_no_default_permissions",
         "default write",
         set_in(lambda c: c.workflows["deploy"], "permissions", {"contents": "write"}),
     ),
     (
-        "deploy_on_main_and_dispatch_with_no_default_permissions",
+        "deploy_has_no_default_permissions",
         "job without permissions",
         set_in(lambda c: job(c, "deploy", "dev"), "permissions", DELETE),
     ),
     (
-        "deploy_on_main_and_dispatch_with_no_default_permissions",
-        "every branch deploys",
-        set_in(lambda c: on(c, "deploy")["push"], "branches", ["**"]),
-    ),
-    (
         "deploy_builds_once_and_passes_the_digest_to_every_stack",
         "prod takes a tag",
-        set_in(
-            lambda c: pulumi_step(c, "deploy", "prod")["with"],
-            "config-map",
-            'celery-fleet:image: {value: "${{ vars.IMAGE_REPOSITORY }}:latest"}',
-        ),
+        set_in(lambda c: up()(c)["env"], "IMAGE", "${{ vars.IMAGE_REPOSITORY }}:latest"),
     ),
     (
         "deploy_builds_once_and_passes_the_digest_to_every_stack",
         "image id, not digest",
         set_in(
-            lambda c: steps(job(c, "deploy", "image"))[-1]["env"],
+            lambda c: step(c, "deploy", "image", "Image reference")["env"],
             "BUILT",
             "${{ steps.build.outputs.imageid }}",
         ),
@@ -159,15 +142,18 @@ BREAKAGES: list[tuple[str, str, Mutation]] = [
     (
         "deploy_builds_once_and_passes_the_digest_to_every_stack",
         "not pushed",
-        set_in(
-            lambda c: step_using(c, "deploy", "image", "docker/build-push")["with"], "push", False
-        ),
+        set_in(lambda c: step(c, "deploy", "image", "docker/build-push")["with"], "push", False),
+    ),
+    (
+        "deploy_builds_once_and_passes_the_digest_to_every_stack",
+        "a re-run rebuilds",
+        set_in(lambda c: step(c, "deploy", "image", "docker/build-push"), "if", DELETE),
     ),
     (
         "deploy_builds_once_and_passes_the_digest_to_every_stack",
         "prod rebuilds",
         lambda c: job(c, "deploy", "prod")["steps"].append(
-            step_using(c, "deploy", "image", "docker/build-push")
+            step(c, "deploy", "image", "docker/build-push")
         ),
     ),
     (
@@ -194,33 +180,9 @@ BREAKAGES: list[tuple[str, str, Mutation]] = [
         ],
     ),
     (
-        "drift_scheduled_refresh_expect_no_changes",
-        "not scheduled",
-        set_in(lambda c: on(c, "drift"), "schedule", DELETE),
-    ),
-    (
-        "drift_scheduled_refresh_expect_no_changes",
-        "no refresh",
-        set_in(lambda c: pulumi_step(c, "drift", "drift", "preview")["with"], "refresh", False),
-    ),
-    (
-        "drift_scheduled_refresh_expect_no_changes",
-        "changes allowed",
-        set_in(
-            lambda c: pulumi_step(c, "drift", "drift", "preview")["with"],
-            "expect-no-changes",
-            DELETE,
-        ),
-    ),
-    (
-        "no_up_in_preview_or_drift",
-        "preview runs up",
-        set_in(lambda c: pulumi_step(c, "preview", "preview", "preview")["with"], "command", "up"),
-    ),
-    (
-        "no_up_in_preview_or_drift",
-        "drift runs pulumi up --yes",
-        lambda c: job(c, "drift", "drift")["steps"].append({"run": "pulumi up --yes -s prod"}),
+        "up_refreshes_first",
+        "up without refresh",
+        edit_run("deploy", "dev", "pulumi-run up", "--refresh ", ""),
     ),
     (
         "aws_only_by_oidc_role",
@@ -228,14 +190,14 @@ BREAKAGES: list[tuple[str, str, Mutation]] = [
         edit_text(
             ACCESS,
             "role-to-assume: ${{ inputs.role-to-assume }}",
-            "aws-access-key-id: ${{ secrets.AWS_KEY }}",
+            "aws-access-key-id: ${{ inputs.key }}",
         ),
     ),
     (
         "aws_only_by_oidc_role",
         "no role",
         set_in(
-            lambda c: step_using(c, "deploy", "image", "aws-actions/configure")["with"],
+            lambda c: step(c, "deploy", "image", "aws-actions/configure")["with"],
             "role-to-assume",
             DELETE,
         ),
@@ -248,12 +210,16 @@ BREAKAGES: list[tuple[str, str, Mutation]] = [
     (
         "pulumi_jobs_get_aws_and_kubeconfig_first",
         "no stack access",
-        lambda c: job(c, "drift", "drift")["steps"].pop(1),
+        lambda c: job(c, "drift", "drift")["steps"].remove(
+            step(c, "drift", "drift", "stack-access")
+        ),
     ),
     (
         "pulumi_jobs_get_aws_and_kubeconfig_first",
         "no kubeconfig",
-        lambda c: c.actions["stack-access"]["runs"]["steps"].pop(),
+        lambda c: c.actions["stack-access"]["runs"]["steps"].remove(
+            access_step(c, "update-kubeconfig")
+        ),
     ),
     (
         "pulumi_cli_version_from_one_file",
@@ -263,14 +229,14 @@ BREAKAGES: list[tuple[str, str, Mutation]] = [
     (
         "pulumi_cli_version_from_one_file",
         "version inline",
-        lambda c: pulumi_step(c, "deploy", "dev")["with"].update(
+        lambda c: access_step(c, "pulumi/actions")["with"].update(
             {"pulumi-version": "3.272.0", "pulumi-version-file": None}
         ),
     ),
     (
         "pulumi_cli_version_from_one_file",
         "backend hard-coded",
-        set_in(lambda c: pulumi_step(c, "deploy", "prod")["with"], "cloud-url", "s3://bucket"),
+        set_in(lambda c: up()(c)["env"], "PULUMI_BACKEND_URL", "s3://bucket"),
     ),
     (
         "third_party_actions_pinned_by_sha_with_version",
@@ -300,6 +266,11 @@ BREAKAGES: list[tuple[str, str, Mutation]] = [
     (
         "stacks_named_exist",
         "a stack with no file",
-        set_in(lambda c: pulumi_step(c, "deploy", "prod")["with"], "stack-name", "production"),
+        set_in(lambda c: up()(c)["env"], "STACK", "production"),
+    ),
+    (
+        "local_actions_and_workflows_exist",
+        "a misspelt local action",
+        edit_text(DRIFT_YML, "$/.github/actions/stack-access", "$/.github/actions/stack-acess"),
     ),
 ]

@@ -14,7 +14,7 @@ from ci_model import (
     all_steps,
     inputs,
     permissions,
-    pulumi_steps,
+    pulumi_runs,
     stacks_of,
     steps,
 )
@@ -30,8 +30,8 @@ SHA_PIN = re.compile(r"^(?P<action>[\w.-]+/[\w.-]+)(?:/[\w./-]+)?@(?P<sha>[0-9a-
 VERSION_COMMENT = re.compile(r"^\s+# (?P<version>v\d+\.\d+\.\d+)\s*$")
 PULUMI_VERSION_FILE = ".pulumi-version"
 BACKEND = {
-    "cloud-url": "${{ vars.PULUMI_BACKEND_URL }}",
-    "secrets-provider": "${{ vars.PULUMI_SECRETS_PROVIDER }}",
+    "PULUMI_BACKEND_URL": "${{ vars.PULUMI_BACKEND_URL }}",
+    "PULUMI_ORGANIZATION": "${{ vars.PULUMI_ORGANIZATION }}",
 }
 
 
@@ -64,12 +64,8 @@ def pulumi_jobs_get_aws_and_kubeconfig_first(ci: CI) -> list[str]:
     )
     for wf, name, job in all_jobs(ci):
         job_steps = steps(job)
-        first_pulumi = next(
-            (i for i, s in enumerate(job_steps) if action_of(s) == "pulumi/actions"), None
-        )
-        if first_pulumi is not None and not any(
-            action_of(s) == STACK_ACCESS for s in job_steps[:first_pulumi]
-        ):
+        runs = [job_steps.index(s) for s, _ in pulumi_runs(job)]
+        if runs and not any(action_of(s) == STACK_ACCESS for s in job_steps[: min(runs)]):
             bad.append(f"{wf}.{name}: pulumi runs before stack access (AWS, kubeconfig)")
     return bad
 
@@ -82,15 +78,19 @@ def pulumi_cli_version_from_one_file(ci: CI) -> list[str]:
         bad.append(
             f"{PULUMI_VERSION_FILE} {version!r} is not the locked SDK {ci.locked.get('pulumi')}"
         )
+    for where, s in all_steps(ci):
+        w = inputs(s)
+        if action_of(s) == "pulumi/actions" and (
+            w.get("pulumi-version-file") != PULUMI_VERSION_FILE or "pulumi-version" in w
+        ):
+            bad.append(f"{where}: Pulumi CLI version not from {PULUMI_VERSION_FILE}")
     for wf, name, job in all_jobs(ci):
-        for s in pulumi_steps(job):
-            w = inputs(s)
-            if w.get("pulumi-version-file") != PULUMI_VERSION_FILE or "pulumi-version" in w:
-                bad.append(f"{wf}.{name}: Pulumi CLI version not from {PULUMI_VERSION_FILE}")
-            if any(w.get(k) != v for k, v in BACKEND.items()):
-                bad.append(f"{wf}.{name}: backend/secrets provider not from the documented vars")
-            if "secrets.PULUMI_ACCESS_TOKEN" not in str(job.get("env")):
-                bad.append(f"{wf}.{name}: no PULUMI_ACCESS_TOKEN")
+        for s, _ in pulumi_runs(job):
+            env = s.get("env") or {}
+            if action_of(s) == "pulumi/actions":  # logs in itself, to its cloud-url
+                env = {"PULUMI_BACKEND_URL": inputs(s).get("cloud-url")}
+            if any(env.get(k) != v for k, v in BACKEND.items() if k in env or not s.get("uses")):
+                bad.append(f"{wf}.{name}: backend not from the documented vars")
     return bad
 
 
@@ -118,7 +118,8 @@ def every_job_has_a_timeout(ci: CI) -> list[str]:
     return [
         f"{wf}.{name}: no timeout-minutes"
         for wf, name, job in all_jobs(ci)
-        if not isinstance(job.get("timeout-minutes"), int)
+        # A job that calls a reusable workflow takes no timeout; the called jobs have theirs.
+        if not isinstance(job.get("timeout-minutes"), int) and "uses" not in job
     ]
 
 
@@ -135,8 +136,23 @@ def checkouts_keep_no_credentials(ci: CI) -> list[str]:
 def stacks_named_exist(ci: CI) -> list[str]:
     bad = [] if ci.stacks else ["no Pulumi.<stack>.yaml"]
     for wf, name, job in all_jobs(ci):
-        for s in pulumi_steps(job):
+        for s, _ in pulumi_runs(job):
             for stack in stacks_of(job, s) or {"<none>"}:
                 if not (ROOT / f"Pulumi.{stack}.yaml").exists() or stack not in ci.stacks:
                     bad.append(f"{wf}.{name}: stack {stack!r} has no Pulumi.{stack}.yaml")
+    return bad
+
+
+@rule
+def local_actions_and_workflows_exist(ci: CI) -> list[str]:
+    """`$/path` (GitHub's self-repository form) and `./path` name files of this repo."""
+    bad = []
+    for path, text in ci.texts.items():
+        for number, line in enumerate(text.splitlines(), 1):
+            m = USES.match(line)
+            if not m or not m["ref"].startswith(("$/", "./")):
+                continue
+            target = ROOT / m["ref"][2:]
+            if not (target.is_file() or (target / "action.yml").is_file()):
+                bad.append(f"{path}:{number}: {m['ref']} does not exist")
     return bad

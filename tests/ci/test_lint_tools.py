@@ -55,7 +55,11 @@ def edit(path: Path, old: str, new: str) -> None:
 
 
 def zizmor_findings(root: Path) -> set[str]:
-    proc = run(tool("zizmor"), "--offline", "--format=json", "--no-exit-codes", ".", cwd=root)
+    proc = run(
+        tool("zizmor"),
+        *("--offline", "--persona", "auditor", "--format=json", "--no-exit-codes", "."),
+        cwd=root,
+    )
     assert proc.returncode == 0, proc.stderr
     return {finding["ident"] for finding in json.loads(proc.stdout)}
 
@@ -66,10 +70,21 @@ def test_zizmor_offline_passes_the_repo_and_flags_each_breakage(repo_copy: Path)
     edit(wf / "ci.yml", "        with:\n          persist-credentials: false\n", "")
     edit(wf / "preview.yml", "\n  pull_request:\n", "\n  pull_request_target:\n")
     edit(wf / "drift.yml", CHECKOUT_PIN, "actions/checkout@v7")
-    edit(wf / "deploy.yml", 'digest="${REQUESTED:-$BUILT}"', 'digest="${{ inputs.image-digest }}"')
-    assert {"artipacked", "dangerous-triggers", "unpinned-uses", "template-injection"} <= (
-        zizmor_findings(repo_copy)
+    edit(
+        wf / "deploy.yml",
+        'digest="${REQUESTED:-',
+        'digest="${{ inputs.image-digest }}${REQUESTED:-',
     )
+    # Today's long-lived token in a job's env, outside any Environment.
+    edit(
+        wf / "drift.yml",
+        "    concurrency:\n",
+        "    env:\n      T: ${{ secrets.PULUMI_ACCESS_TOKEN }}\n    concurrency:\n",
+    )
+    edit(wf / "drift.yml", "    environment: drift-${{ matrix.stack }}\n", "")
+    found = zizmor_findings(repo_copy)
+    expected = {"artipacked", "dangerous-triggers", "unpinned-uses", "template-injection"}
+    assert expected | {"secrets-outside-env"} <= found, found
 
 
 @pytest.mark.parametrize(

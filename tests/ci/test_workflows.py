@@ -4,10 +4,16 @@ also shown failing on a copy of the real files broken the way a careless edit wo
 from __future__ import annotations
 
 import ci_hygiene  # noqa: F401  (registers its rules)
+import ci_safety  # noqa: F401
+import ci_supply_chain  # noqa: F401
 import pytest
-from ci_breakages import BREAKAGES, Mutation
+from ci_breakages import BREAKAGES
+from ci_breakages_safety import SAFETY_BREAKAGES
 from ci_model import CI, load
+from ci_mutations import Mutation
 from ci_rules import RULES
+
+ALL = BREAKAGES + SAFETY_BREAKAGES
 
 
 @pytest.fixture(scope="module")
@@ -26,12 +32,12 @@ def test_rule_holds(ci: CI, name: str) -> None:
 
 
 def test_every_rule_has_a_breakage() -> None:
-    assert {name for name, _, _ in BREAKAGES} == set(RULES)
+    assert {name for name, _, _ in ALL} == set(RULES)
 
 
 @pytest.mark.parametrize(
     ("name", "mutation"),
-    [pytest.param(n, m, id=f"{n}: {why}") for n, why, m in BREAKAGES],
+    [pytest.param(n, m, id=f"{n}: {why}") for n, why, m in ALL],
 )
 def test_rule_catches_the_breakage(ci: CI, name: str, mutation: Mutation) -> None:
     broken = ci.copy()
