@@ -1,13 +1,19 @@
 """Copies of the real workflows broken the way a careless edit would break them, one or more
-per rule of ci_rules.py (the shape of ci, preview, deploy, drift) and ci_hygiene.py: (rule name, what broke,
-mutation of a deep copy). ci_breakages_safety.py lists those of the other rule modules."""
+per rule of ci_rules.py (the shape of ci, preview, deploy, drift) and of ci_hygiene.py:
+(rule name, what broke, mutation of a deep copy). ci_breakages_safety.py lists the others."""
 
 from __future__ import annotations
 
+from ci_model import steps
 from ci_mutations import (
+    ACCESS,
+    CI_YML,
     DELETE,
+    DRIFT_YML,
     NO_SUDO,
+    SHA_CHECKOUT,
     Mutation,
+    access_step,
     edit_run,
     edit_text,
     job,
