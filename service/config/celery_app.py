@@ -11,6 +11,7 @@ from celery import Celery
 from service import transport
 from service.catalog.queues import CATALOG
 from service.config.celeryconfig import build_config
+from service.config.cluster_mode import refuse_celery_on_cluster
 from service.config.settings import FleetSettings, get_settings
 from service.errors import EtaBeyondVisibility
 
@@ -64,6 +65,7 @@ class FleetCelery(Celery):
 
 def create_app(settings: FleetSettings | None = None) -> Celery:
     settings = settings or get_settings()
+    refuse_celery_on_cluster(settings)
     transport.register()
     celery_app = FleetCelery("service", include=list(TASK_MODULES))
     celery_app.fleet_max_delay = max_delay_seconds(settings)

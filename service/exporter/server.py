@@ -18,13 +18,13 @@ from urllib.parse import urlsplit
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-import redis
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
 from service.catalog.queues import CATALOG
+from service.config.redis_client import RedisClient, connect
 from service.config.settings import FleetSettings, get_settings
 from service.errors import FleetError
 from service.exporter.collector import QueueCollector
@@ -37,11 +37,11 @@ logger = logging.getLogger(__name__)
 REDIS_TIMEOUT_SECONDS = 2.0
 
 
-def exporter_redis(url: str, timeout: float = REDIS_TIMEOUT_SECONDS) -> redis.Redis:
+def exporter_redis(url: str, timeout: float = REDIS_TIMEOUT_SECONDS) -> RedisClient:
     # One immediate retry when a connection drops mid-scrape (failover, restart); none on
     # timeouts, which would double the worst-case scrape time.
     retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
-    return redis.Redis.from_url(
+    return connect(
         url,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
@@ -72,7 +72,7 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
 
 def build_collector(
     settings: FleetSettings, timeout: float = REDIS_TIMEOUT_SECONDS
-) -> tuple[QueueCollector, list[redis.Redis]]:
+) -> tuple[QueueCollector, list[RedisClient]]:
     """The collector and the clients it owns (the caller closes them)."""
     broker_url = settings.broker_url.get_secret_value()
     broker = exporter_redis(broker_url, timeout)
