@@ -5,15 +5,34 @@ exporter, the cluster-wide rate limiter and the tasks' own Redis keys work. Cele
 does not yet: the broker transport (publish, pop, ack, restore, wake), the result backend,
 and what rides on the broker (beat's sends, task events and Flower, `celery
 inspect`/`control` broadcasts). Stock kombu would fail there with a CROSSSLOT traceback
-deep inside a worker; this says so at start instead, naming the variable."""
+deep inside a worker; this says so instead, naming the variable: `fleet worker|beat|flower`
+exit 2 before Celery starts, and anything else that would use the broker or the result
+backend on a cluster URL (`celery inspect`, `celery control`, `celery events`, a producer's
+`apply_async`, a result's `.get()`) raises ClusterModeUnsupported when it connects. The
+app itself still loads: the DLQ CLI reads its task registry."""
 
 from __future__ import annotations
 
-from service.config.redis_url import is_cluster_url
+from typing import Any
+
+from kombu import transport as kombu_transport
+from kombu.transport import base as kombu_base
+
+from service.config.redis_url import CLUSTER_SCHEMES, is_cluster_url
 from service.config.settings import FleetSettings
 from service.errors import ClusterModeUnsupported
 
 WORKS_ON_A_CLUSTER = "`fleet dlq`, `fleet exporter` and the cluster-wide rate limiter"
+
+
+def refusal(variable: str) -> str:
+    return (
+        f"{variable} is a Redis Cluster URL: Celery's broker transport and result backend "
+        "do not run on Redis Cluster in this release (stock kombu fails there: its keys of "
+        "one queue hash to different slots). Point workers, beat, Flower, producers and `celery inspect`/`control` "
+        f"at a redis:// or rediss:// URL; {WORKS_ON_A_CLUSTER} work on the cluster (see "
+        "README, Scaling past one Redis)."
+    )
 
 
 def celery_refusal(settings: FleetSettings) -> str | None:
@@ -25,17 +44,33 @@ def celery_refusal(settings: FleetSettings) -> str | None:
     )
     for variable, url in urls:
         if is_cluster_url(url):
-            return (
-                f"{variable} is a Redis Cluster URL: Celery's broker transport and result "
-                "backend do not run on Redis Cluster in this release (stock kombu fails there "
-                "with CROSSSLOT). Point workers, beat, Flower and `celery inspect`/`control` "
-                f"at a redis:// or rediss:// URL; {WORKS_ON_A_CLUSTER} work on the cluster "
-                "(see README, Scaling past one Redis)."
-            )
+            return refusal(variable)
     return None
 
 
-def refuse_celery_on_cluster(settings: FleetSettings) -> None:
-    refusal = celery_refusal(settings)
-    if refusal is not None:
-        raise ClusterModeUnsupported(refusal)
+class RefusedClusterTransport(kombu_base.Transport):  # type: ignore[misc]
+    """What kombu loads for a cluster broker URL: it refuses, with the reason, as soon as a
+    connection is made (kombu instantiates the transport class on first use; before that
+    it reads class attributes such as `can_parse_url`, hence the kombu base class)."""
+
+    driver_type = driver_name = "redis"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise ClusterModeUnsupported(refusal("CELERY_BROKER_URL"))
+
+
+class RefusedClusterResultBackend:
+    """What Celery loads for a cluster result backend URL: refuses when first used."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise ClusterModeUnsupported(refusal("CELERY_RESULT_BACKEND"))
+
+
+def register_refusals(loader: Any) -> None:
+    """Cluster schemes name the refusing transport and result backend in this process (the
+    app factory calls this; the cluster transport replaces it when it lands)."""
+    backends = dict(loader.override_backends)  # a class attribute: never mutate it in place
+    for scheme in CLUSTER_SCHEMES:
+        kombu_transport.TRANSPORT_ALIASES[scheme] = f"{__name__}:RefusedClusterTransport"
+        backends[scheme] = f"{__name__}:RefusedClusterResultBackend"
+    loader.override_backends = backends

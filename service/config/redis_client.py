@@ -60,3 +60,9 @@ def broker_redis() -> RedisClient:
 
 def dlq_redis() -> RedisClient:
     return redis_from_url(get_settings().dlq_redis_url)
+
+
+def pipeline_eval(pipe: Any, script: str, keys: list[str], args: list[Any]) -> None:
+    """Queue one EVAL on a pipeline of either client. redis-py's cluster pipeline has no
+    eval()/evalsha() (they raise); a raw EVAL is routed by its keys like any command."""
+    pipe.execute_command("EVAL", script, len(keys), *keys, *args)

@@ -99,6 +99,8 @@ def migrate_legacy_layout(client: RedisClient, priority_sep: str) -> int:
 
 
 def _move_batch(client: RedisClient, members: list[str]) -> int:
+    from service.config.redis_client import pipeline_eval
+
     pairs = [member.partition("|")[::2] for member in members]
     with client.pipeline(transaction=False) as pipe:
         for queue, entry_id in pairs:
@@ -112,7 +114,7 @@ def _move_batch(client: RedisClient, members: list[str]) -> int:
                 *entry_keys(queue, reason, task_name),
             ]
             args = [entry_id, member, f"{queue}|{reason}", reason]
-            pipe.eval(_MOVE, len(keys), *keys, *args)
+            pipeline_eval(pipe, _MOVE, keys, args)
         return sum(int(done) for done in pipe.execute())
 
 

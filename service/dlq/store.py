@@ -20,7 +20,7 @@ from service.catalog.naming import (
     priority_list_key,
     wake_key,
 )
-from service.config.redis_client import RedisClient, is_cluster
+from service.config.redis_client import RedisClient, is_cluster, pipeline_eval
 from service.dlq.entry import DLQEntry, Envelope
 from service.dlq.keys import QUEUES_KEY, claims_key, entries_key, entry_keys
 from service.dlq.store_reads import DLQReader, Filter, as_text
@@ -61,14 +61,14 @@ class DLQStore(DLQReader):
 
     def add_many(self, items: list[tuple[DLQEntry, Envelope]]) -> int:
         """Store many entries in one pipelined round trip per node (imports, fixtures,
-        benchmarks). EVAL, not EVALSHA: redis-py's cluster pipeline refuses EVALSHA."""
+        benchmarks)."""
         queues = sorted({entry["queue"] for entry, _ in items})
         if queues:
             self.client.sadd(QUEUES_KEY, *queues)
         with self.client.pipeline(transaction=False) as pipe:
             for entry, envelope in items:
                 call = self._add_call(entry, envelope)
-                pipe.eval(ADD, len(call["keys"]), *call["keys"], *call["args"])
+                pipeline_eval(pipe, ADD, call["keys"], call["args"])
             return sum(int(created) for created in pipe.execute())
 
     @staticmethod

@@ -16,7 +16,13 @@ from redis.crc import key_slot
 
 from service.catalog.naming import priority_list_keys
 from service.catalog.queues import CATALOG, QueueCatalog
-from service.config.redis_client import RedisClient, broker_redis, dlq_redis, is_cluster
+from service.config.redis_client import (
+    RedisClient,
+    broker_redis,
+    dlq_redis,
+    is_cluster,
+    pipeline_eval,
+)
 from service.config.settings import FleetSettings, get_settings
 from service.dlq.keys import index_key as dlq_index_key
 
@@ -118,7 +124,7 @@ def read_queue_stats(
     with client.pipeline(transaction=False) as pipe:
         # kombu LPUSHes and pops from the right: the oldest message is at the tail.
         for group in groups:
-            pipe.eval(_LENGTHS_AND_SENT_AT, len(group), *group, SENT_AT_HEADER)
+            pipeline_eval(pipe, _LENGTHS_AND_SENT_AT, group, [SENT_AT_HEADER])
         shared = dlq_client is client
         if shared:
             for name in layout:
