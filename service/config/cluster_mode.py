@@ -29,9 +29,9 @@ def refusal(variable: str) -> str:
     return (
         f"{variable} is a Redis Cluster URL: Celery's broker transport and result backend "
         "do not run on Redis Cluster in this release (stock kombu fails there: its keys of "
-        "one queue hash to different slots). Point workers, beat, Flower, producers and `celery inspect`/`control` "
-        f"at a redis:// or rediss:// URL; {WORKS_ON_A_CLUSTER} work on the cluster (see "
-        "README, Scaling past one Redis)."
+        "one queue hash to different slots). Point workers, beat, Flower, producers and "
+        "`celery inspect`/`control` at a redis:// or rediss:// URL; "
+        f"{WORKS_ON_A_CLUSTER} work on the cluster (see README, Scaling past one Redis)."
     )
 
 
@@ -48,7 +48,7 @@ def celery_refusal(settings: FleetSettings) -> str | None:
     return None
 
 
-class RefusedClusterTransport(kombu_base.Transport):  # type: ignore[misc]
+class RefusedClusterTransport(kombu_base.Transport):
     """What kombu loads for a cluster broker URL: it refuses, with the reason, as soon as a
     connection is made (kombu instantiates the transport class on first use; before that
     it reads class attributes such as `can_parse_url`, hence the kombu base class)."""

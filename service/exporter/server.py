@@ -70,18 +70,36 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
+class LazyClient:
+    """A client made on first use: RedisCluster reads the topology when it is built, so a
+    cluster down at start would otherwise stop the exporter instead of reporting up 0."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        self._url, self._timeout = url, timeout
+        self._client: RedisClient | None = None
+
+    def get(self) -> RedisClient:
+        if self._client is None:
+            self._client = exporter_redis(self._url, self._timeout)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
 def build_collector(
     settings: FleetSettings, timeout: float = REDIS_TIMEOUT_SECONDS
-) -> tuple[QueueCollector, list[RedisClient]]:
+) -> tuple[QueueCollector, list[LazyClient]]:
     """The collector and the clients it owns (the caller closes them)."""
     broker_url = settings.broker_url.get_secret_value()
-    broker = exporter_redis(broker_url, timeout)
+    broker = LazyClient(broker_url, timeout)
     dlq = broker
     if settings.dlq_redis_url != broker_url:
-        dlq = exporter_redis(settings.dlq_redis_url, timeout)
+        dlq = LazyClient(settings.dlq_redis_url, timeout)
 
     def read() -> dict[str, QueueStats]:
-        return read_queue_stats(broker, settings, CATALOG, dlq_client=dlq)
+        return read_queue_stats(broker.get(), settings, CATALOG, dlq_client=dlq.get())
 
     collector = QueueCollector(read, partial(scrub, secrets=secrets_of(settings)))
     return collector, list({id(c): c for c in (broker, dlq)}.values())

@@ -10,6 +10,7 @@ from pathlib import Path
 from cluster_fixtures import dead_letter
 from cluster_harness import RedisClusterUnderTest
 from exporter.exporter_harness import run_exporter
+from harness import free_port
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
@@ -85,3 +86,11 @@ def test_exporter_counts_every_queue_on_every_shard(
     assert scrape.by_queue("celery_dlq_length")["email"] == 2
     ages = scrape.by_queue("celery_queue_oldest_task_age_seconds")
     assert all(ages[spec.name] >= 60 for spec in CATALOG)
+
+
+def test_exporter_on_an_unreachable_cluster_stays_up_and_reports_it(tmp_path: Path) -> None:
+    with run_exporter(f"rediscluster://127.0.0.1:{free_port()}", tmp_path) as exporter:
+        scrape = exporter.scrape()
+        assert scrape.value("celery_exporter_up") == 0
+        assert scrape.errors_total() >= 1
+        assert exporter.process.poll() is None
