@@ -34,12 +34,14 @@ def dead_letter(
     return entry, json.loads(envelope(TASK, call_body(entry_id), task_id=entry_id))  # type: ignore[return-value]
 
 
-def fleet(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """`python -m service <args>` with the broker (and so the DLQ) on `url`."""
+def fleet(url: str, *args: str, dlq_url: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m service <args>` with the broker on `url`, the DLQ there or on `dlq_url`."""
     env = {
         k: v for k, v in os.environ.items() if k not in ("CELERY_RESULT_BACKEND", "FLEET_DLQ_URL")
     }
     env["CELERY_BROKER_URL"] = url
+    if dlq_url is not None:
+        env["FLEET_DLQ_URL"] = dlq_url
     return subprocess.run(
         [sys.executable, "-m", "service", *args],
         cwd=REPO,
