@@ -132,11 +132,13 @@ class RedisClusterUnderTest:
 
     @property
     def url(self) -> str:
-        return f"rediscluster://{self.nodes[0].address}"
+        """A live node as the startup node: like ElastiCache's configuration endpoint, it
+        answers while a killed primary is down (a dead startup node cannot bootstrap)."""
+        return f"rediscluster://{self.live_nodes()[0].address}"
 
     @property
     def plain_url(self) -> str:
-        return f"redis://{self.nodes[0].address}"
+        return f"redis://{self.live_nodes()[0].address}"
 
     def start(self, primaries: int = 3, replicas_per_primary: int = 1) -> RedisClusterUnderTest:
         cli = require_binary("redis-cli")
