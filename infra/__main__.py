@@ -18,8 +18,11 @@ from infra.exporter import QueueExporter
 from infra.flower import Flower
 from infra.metrics_provider import ExternalMetricsProvider
 from infra.monitoring import Monitoring
+from infra.redis_cluster_config import ElastiCacheClusterConfig, ElastiCacheServerlessConfig
+from infra.redis_cluster_mode import ElastiCacheClusterRedis
 from infra.redis_elasticache import ElastiCacheRedis
 from infra.redis_incluster import InClusterRedis
+from infra.redis_serverless import ServerlessRedis
 from infra.security import FleetNamespace
 from infra.worker_pool import WorkerPool
 
@@ -27,9 +30,13 @@ cfg = load_config()
 ns = FleetNamespace("fleet", cfg)
 after_ns = pulumi.ResourceOptions(depends_on=[ns])
 
-redis: InClusterRedis | ElastiCacheRedis
+redis: InClusterRedis | ElastiCacheRedis | ElastiCacheClusterRedis | ServerlessRedis
 if isinstance(cfg.redis, InClusterRedisConfig):
     redis = InClusterRedis("redis", cfg.redis, ns.name, cfg.namespace, opts=after_ns)
+elif isinstance(cfg.redis, ElastiCacheClusterConfig):
+    redis = ElastiCacheClusterRedis("redis", cfg.redis, cfg.stack)
+elif isinstance(cfg.redis, ElastiCacheServerlessConfig):
+    redis = ServerlessRedis("redis", cfg.redis, cfg.stack)
 else:
     redis = ElastiCacheRedis("redis", cfg.redis, cfg.stack)
 secrets = AppSecrets("app", cfg, ns.name, redis.broker_url, opts=after_ns)

@@ -43,6 +43,7 @@ from infra.config_sections import (
     PullPolicy,
     Resources,
 )
+from infra.redis_cluster_config import ElastiCacheClusterConfig, ElastiCacheServerlessConfig
 from service.catalog.queues import CATALOG, Autoscaling, QueueCatalog, QueueSpec
 
 __all__ = [  # the section models are part of this module's interface
@@ -158,7 +159,12 @@ class StackSettings(ConfigModel):
     image: Annotated[str, Field(pattern=IMAGE.pattern)]
     image_pull_policy: PullPolicy = "IfNotPresent"
     log_level: LogLevel = "INFO"
-    redis: InClusterRedisConfig | ElastiCacheConfig = Field(discriminator="mode")
+    redis: (
+        InClusterRedisConfig
+        | ElastiCacheConfig
+        | ElastiCacheClusterConfig
+        | ElastiCacheServerlessConfig
+    ) = Field(discriminator="mode")
     autoscaler: AutoscalerConfig
     features: Features = Features()
     flower: FlowerConfig = FlowerConfig()

@@ -105,8 +105,30 @@ def elasticache_encrypted_with_auth(resource_type: str, props: Props) -> list[st
         out.append("ReplicationGroup must set transitEncryptionEnabled")
     if not plain(props.get("authToken")) and not plain(props.get("userGroupIds")):
         out.append("ReplicationGroup needs an authToken (or RBAC userGroupIds)")
-    if str(plain(props.get("clusterMode", "disabled"))).lower() != "disabled":
-        out.append("ReplicationGroup clusterMode must be disabled (Celery: CROSSSLOT)")
+    cluster_mode = str(plain(props.get("clusterMode", "disabled"))).lower()
+    if cluster_mode != "disabled" and not _truthy(props.get("automaticFailoverEnabled")):
+        # redis.mode cluster: a shard without automatic failover is down until repaired.
+        out.append("ReplicationGroup in cluster mode must set automaticFailoverEnabled")
+    return out
+
+
+def elasticache_serverless_guarded(resource_type: str, props: Props) -> list[str]:
+    """redis.mode serverless: always TLS, but AUTH (RBAC), the network and the bill are
+    ours to set: a user group, the node-only security group, and usage limits."""
+    if resource_type != "aws:elasticache/serverlessCache:ServerlessCache":
+        return []
+    if str(plain(props.get("engine", ""))).lower() not in ("redis", "valkey"):
+        return []
+    out = []
+    if not plain(props.get("userGroupId")):
+        out.append("ServerlessCache needs a userGroupId (RBAC): serverless has no AUTH token")
+    if not plain(props.get("securityGroupIds")):
+        out.append("ServerlessCache must set securityGroupIds (else the VPC default SG)")
+    limits = plain(props.get("cacheUsageLimits")) or {}
+    storage = plain(limits.get("dataStorage")) or {}
+    ecpus = [plain(e) for e in plain(limits.get("ecpuPerSeconds")) or []]
+    if not plain(storage.get("maximum")) or not any(plain(e.get("maximum")) for e in ecpus):
+        out.append("ServerlessCache needs cacheUsageLimits maxima for dataStorage and ECPUs")
     return out
 
 
@@ -140,8 +162,13 @@ CHECKS: dict[str, tuple[str, Check]] = {
     ),
     "autoscaler-bounds": ("Autoscaler min replicas <= max (HPA min >= 1)", autoscaler_bounds),
     "elasticache-encrypted-with-auth": (
-        "ElastiCache Redis is encrypted at rest and in transit, with AUTH, cluster mode off",
+        "ElastiCache Redis is encrypted at rest and in transit, with AUTH; in cluster mode "
+        "with automatic failover",
         elasticache_encrypted_with_auth,
+    ),
+    "elasticache-serverless-guarded": (
+        "ElastiCache Serverless has RBAC, the node-only security group and usage limits",
+        elasticache_serverless_guarded,
     ),
     "no-plaintext-secrets-in-env": (
         "Secrets reach containers through secretKeyRef, never as literal env values",

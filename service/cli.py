@@ -12,7 +12,7 @@ from rich.table import Table
 
 from service.catalog.naming import EXPORTER_PORT, FLOWER_PORT, REDIS_PORT, WORKER_METRICS_PORT
 from service.catalog.queues import CATALOG
-from service.cli_support import console, err_console, settings_or_exit
+from service.cli_support import celery_settings_or_exit, console, err_console, settings_or_exit
 from service.errors import FleetError
 from service.worker.launch import exec_celery, worker_args
 
@@ -33,13 +33,13 @@ def worker(
     """Prepare the metrics and heartbeat dirs, then exec `celery -A service worker`.
 
     Extra options go to Celery unchanged (e.g. `-c 2 --hostname w1@%h`)."""
-    exec_celery(worker_args(settings_or_exit(), queues, ctx.args))
+    exec_celery(worker_args(celery_settings_or_exit(), queues, ctx.args))
 
 
 @cli.command(context_settings=_PASSTHROUGH)
 def beat(ctx: typer.Context) -> None:
     """Exec `celery -A service beat`. Run exactly one beat per deployment."""
-    settings = settings_or_exit()
+    settings = celery_settings_or_exit()
     settings.beat_schedule_file.parent.mkdir(parents=True, exist_ok=True)
     exec_celery(
         [
@@ -59,7 +59,7 @@ def flower(ctx: typer.Context) -> None:
 
     Flower serves /metrics and /healthcheck WITHOUT auth: keep its port on the cluster
     network (the infra's NetworkPolicy does)."""
-    settings = settings_or_exit()
+    settings = celery_settings_or_exit()
     if settings.flower_basic_auth is not None:
         # Through the environment, not argv: argv is visible in `ps` and /proc.
         os.environ["FLOWER_BASIC_AUTH"] = settings.flower_basic_auth.get_secret_value()

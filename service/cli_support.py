@@ -31,3 +31,15 @@ def settings_or_exit() -> FleetSettings:
         return load_settings()
     except SettingsError as exc:
         fail(str(exc))
+
+
+def celery_settings_or_exit() -> FleetSettings:
+    """Settings for a command that runs Celery (worker, beat, Flower): also exit 2 when a URL
+    points Celery at a Redis Cluster, which it cannot use yet."""
+    from service.config.cluster_mode import celery_refusal
+
+    settings = settings_or_exit()
+    refusal = celery_refusal(settings)
+    if refusal is not None:
+        fail(refusal)
+    return settings

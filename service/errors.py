@@ -38,3 +38,7 @@ class DLQError(FleetError):
 class EtaBeyondVisibility(FleetError):
     """A countdown/ETA so far ahead that Redis would re-deliver the waiting task (it would
     run once per visibility timeout)."""
+
+
+class ClusterModeUnsupported(FleetError):
+    """Something that cannot run on Redis Cluster in this release was pointed at one."""

@@ -11,6 +11,7 @@ from celery import Celery
 from service import transport
 from service.catalog.queues import CATALOG
 from service.config.celeryconfig import build_config
+from service.config.cluster_mode import register_refusals
 from service.config.settings import FleetSettings, get_settings
 from service.errors import EtaBeyondVisibility
 
@@ -66,6 +67,7 @@ def create_app(settings: FleetSettings | None = None) -> Celery:
     settings = settings or get_settings()
     transport.register()
     celery_app = FleetCelery("service", include=list(TASK_MODULES))
+    register_refusals(celery_app.loader)
     celery_app.fleet_max_delay = max_delay_seconds(settings)
     celery_app.conf.update(build_config(settings))
     from service.tasks import beat

@@ -10,7 +10,6 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,29 +22,16 @@ from service.catalog.naming import (
     WORKER_METRICS_PORT,
 )
 from service.catalog.queues import CATALOG
+from service.config.redis_url import check_redis_url
 from service.errors import SettingsError
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["json", "text"]
 
-_REDIS_SCHEMES = ("redis", "rediss", "redis+socket")
-
 
 def _check_redis_url(value: SecretStr | None) -> SecretStr | None:
-    if value is None:
-        return None
-    raw = value.get_secret_value()
-    parts = urlsplit(raw)
-    if parts.scheme not in _REDIS_SCHEMES:
-        # Do not echo the URL: it may hold a password.
-        raise ValueError(
-            f"must be a Redis URL ({', '.join(s + '://' for s in _REDIS_SCHEMES)}), "
-            f"got scheme {parts.scheme or '(none)'!r}"
-        )
-    try:
-        parts.port  # noqa: B018 - raises ValueError on a non-numeric port
-    except ValueError:
-        raise ValueError("has an invalid port") from None
+    if value is not None:
+        check_redis_url(value.get_secret_value())  # messages never echo the URL
     return value
 
 

@@ -15,6 +15,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.catalog.queues import CATALOG
+from service.config.redis_client import RedisClient
 from service.dev.stubs import max_in_window
 from service.dlq.store import DLQStore
 from service.tasks.analytics import EXTERNAL_CALLS_KEPT, EXTERNAL_CALLS_KEY
@@ -109,7 +110,7 @@ class Observer:
     exporter_url: str
     dlq: DLQStore
     prometheus_url: str | None = None
-    broker: redis.Redis | None = None
+    broker: RedisClient | None = None
     since: float = 0.0  # only rate-limit grants of this run count
     rate_window: float = 1.0
 

@@ -17,11 +17,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import redis
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 
+from service.config.redis_client import connect
 from service.config.settings import FleetSettings, get_settings
 from service.dev.observe import Observer, Snapshot
 from service.dev.outcome import outcomes
@@ -135,7 +135,7 @@ def _start(run: Run) -> Stack:
 
 def _dlq_store(settings: FleetSettings, broker_url: str) -> DLQStore:
     url = settings.dlq_url.get_secret_value() if settings.dlq_url else broker_url
-    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
+    client = connect(url, socket_timeout=5, socket_connect_timeout=2)
     return DLQStore(client, settings.priority_steps, settings.priority_sep)
 
 
@@ -216,7 +216,7 @@ def run(settings: FleetSettings, options: Options) -> int:
             stack.exporter_url,
             dlq,
             stack.prometheus_url,
-            broker=redis.Redis.from_url(stack.broker_url, socket_timeout=5),
+            broker=connect(stack.broker_url, socket_timeout=5),
             since=time.time(),
             rate_window=settings.external_api_window_seconds,
         )

@@ -17,6 +17,7 @@ from service.config.redis_client import dlq_redis
 from service.config.settings import get_settings
 from service.dlq.entry import DLQEntry, Envelope
 from service.dlq.keys import first_failure_key
+from service.dlq.legacy_layout import migrate_legacy_layout
 from service.dlq.reasons import Reason
 from service.dlq.safe_write import safe_text, write_entry
 from service.dlq.store import DLQStore
@@ -24,6 +25,8 @@ from service.redaction import mask_text, redact_call
 from service.worker.metrics import task_metrics
 
 _FIRST_FAILURE_TTL = 7 * 86_400
+# DLQ URLs whose pre-hash-tag layout this process has migrated (service.dlq.legacy_layout).
+_migrated: set[str] = set()
 
 
 def store() -> DLQStore:
@@ -31,8 +34,12 @@ def store() -> DLQStore:
     separate = settings.dlq_redis_url != settings.broker_url.get_secret_value()
     from service.config.redis_client import broker_redis
 
+    client = dlq_redis()
+    if settings.dlq_redis_url not in _migrated:
+        migrate_legacy_layout(client, settings.priority_sep)
+        _migrated.add(settings.dlq_redis_url)
     return DLQStore(
-        dlq_redis(),
+        client,
         settings.priority_steps,
         settings.priority_sep,
         broker=broker_redis() if separate else None,

@@ -45,9 +45,8 @@ def _store() -> DLQStore:
 
 
 def _locate(store: DLQStore, entry_id: str, queue: str | None) -> DLQEntry:
-    queues = (queue,) if queue else CATALOG.names
     try:
-        return store.find(entry_id, queues)
+        return store.find(entry_id, (queue,) if queue else None)
     except DLQError as exc:
         raise error(str(exc), 1) from None
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 import redis
 import typer
+from redis.exceptions import RedisClusterException
 
 from service.catalog.queues import CATALOG
 from service.cli_support import error
@@ -130,13 +131,14 @@ def filter_options(command: _Command) -> _Command:
 
 
 def redis_errors(command: _Command) -> _Command:
-    """Redis down, hung (socket timeout) or refusing: one line on stderr, exit 1."""
+    """Redis down, hung (socket timeout) or refusing: one line on stderr, exit 1. A cluster
+    that cannot be reached raises RedisClusterException, which is no RedisError."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except redis.RedisError as exc:
+        except (redis.RedisError, RedisClusterException) as exc:
             detail = mask_text(str(exc), sensitive_keys(), limit=300).splitlines()
             raise error(
                 f"Redis is unavailable ({type(exc).__name__}: {detail[0] if detail else ''})", 1

@@ -12,7 +12,7 @@ import json
 import time
 from typing import Any
 
-import redis
+from redis.crc import key_slot
 
 from service.catalog.naming import (
     KOMBU_DEFAULT_PRIORITY_STEPS,
@@ -20,8 +20,9 @@ from service.catalog.naming import (
     priority_list_key,
     wake_key,
 )
+from service.config.redis_client import RedisClient, is_cluster, pipeline_eval
 from service.dlq.entry import DLQEntry, Envelope
-from service.dlq.keys import CLAIMS_KEY, entry_keys, member
+from service.dlq.keys import QUEUES_KEY, claims_key, entries_key, entry_keys
 from service.dlq.store_reads import DLQReader, Filter, as_text
 from service.dlq.store_scripts import ADD, REMOVE
 from service.exporter.queue_stats import SENT_AT_HEADER
@@ -30,18 +31,20 @@ __all__ = ["DLQStore", "Filter"]
 
 
 class DLQStore(DLQReader):
-    """Atomic dead-letter operations on one Redis (the broker's, so replay is one script)."""
+    """Atomic dead-letter operations on one Redis or Redis Cluster (the broker's, so replay
+    is one script whenever the destination list is in the entry's slot)."""
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: RedisClient,
         priority_steps: tuple[int, ...] = KOMBU_DEFAULT_PRIORITY_STEPS,
         priority_sep: str = KOMBU_DEFAULT_SEP,
-        broker: redis.Redis | None = None,
+        broker: RedisClient | None = None,
     ) -> None:
         """`broker`: the broker's Redis when the DLQ lives elsewhere. Then replay cannot be
         one script; it claims the entry (atomic), pushes it, then drops the claim, and a
-        claim left by a crash is pushed by the next replay (at least once, never lost)."""
+        claim left by a crash is pushed by the next replay (at least once, never lost).
+        The same happens on a cluster when the destination list is in another slot."""
         super().__init__(client)
         self.broker = broker
         self.priority_steps = priority_steps
@@ -51,26 +54,33 @@ class DLQStore(DLQReader):
 
     def add(self, entry: DLQEntry, envelope: Envelope) -> bool:
         """Store one entry; True if new, False if it updated an existing one (redelivery)."""
+        # The queue registry first (its own slot on a cluster): an entry is never in a
+        # queue that reads would not visit.
+        self.client.sadd(QUEUES_KEY, entry["queue"])
         return bool(self._add(**self._add_call(entry, envelope)))
 
     def add_many(self, items: list[tuple[DLQEntry, Envelope]]) -> int:
-        """Store many entries in one pipelined round trip (imports, fixtures, benchmarks)."""
+        """Store many entries in one pipelined round trip per node (imports, fixtures,
+        benchmarks)."""
+        queues = sorted({entry["queue"] for entry, _ in items})
+        if queues:
+            self.client.sadd(QUEUES_KEY, *queues)
         with self.client.pipeline(transaction=False) as pipe:
             for entry, envelope in items:
-                self._add(**self._add_call(entry, envelope), client=pipe)
+                call = self._add_call(entry, envelope)
+                pipeline_eval(pipe, ADD, call["keys"], call["args"])
             return sum(int(created) for created in pipe.execute())
 
-    def _add_call(self, entry: DLQEntry, envelope: Envelope) -> dict[str, Any]:
-        queue, entry_id = entry["queue"], entry["id"]
+    @staticmethod
+    def _add_call(entry: DLQEntry, envelope: Envelope) -> dict[str, Any]:
         return {
-            "keys": entry_keys(queue, entry["reason"], entry["task_name"]),
+            "keys": entry_keys(entry["queue"], entry["reason"], entry["task_name"]),
             "args": [
-                entry_id,
-                member(queue, entry_id),
+                entry["id"],
                 int(entry["last_failure_at"] * 1000),
                 json.dumps(entry, sort_keys=True),
                 json.dumps(envelope),
-                member(queue, entry["reason"]),
+                entry["reason"],
             ],
         }
 
@@ -108,38 +118,63 @@ class DLQStore(DLQReader):
             step = max((s for s in self.priority_steps if s <= priority), default=0)
             target = priority_list_key(destination, step, self.priority_sep)
             message = json.dumps(envelope).encode()
-        if self.broker is None:
+        if self._one_script(queue, target):
             pushed = self._remove_entry(queue, entry_id, entry, "push", target, message)
             if pushed:
                 self._wake(self.client, destination)
             return pushed
-        claim = json.dumps({"target": target, "message": base64.b64encode(message).decode()})
-        if not self._remove_entry(queue, entry_id, entry, "claim", CLAIMS_KEY, claim):
+        claim = json.dumps(
+            {
+                "target": target,
+                "queue": destination,
+                "message": base64.b64encode(message).decode(),
+            }
+        )
+        if not self._remove_entry(queue, entry_id, entry, "claim", claims_key(queue), claim):
             return False
-        self._push_claim(entry_id, claim)
+        self._push_claim(queue, entry_id, claim)
         return True
 
-    def _push_claim(self, entry_id: str, claim: str) -> None:
-        assert self.broker is not None
+    def _one_script(self, queue: str, target: str) -> bool:
+        """Whether removing the entry and pushing to `target` can be one script: same
+        Redis, and on a cluster the same slot (a script touches one slot)."""
+        if self.broker is not None:
+            return False
+        if not is_cluster(self.client):
+            return True
+        return key_slot(entries_key(queue).encode()) == key_slot(target.encode())
+
+    @property
+    def _push_client(self) -> RedisClient:
+        return self.broker if self.broker is not None else self.client
+
+    def _push_claim(self, queue: str, entry_id: str, claim: str) -> None:
         parsed = json.loads(claim)
-        self.broker.lpush(parsed["target"], base64.b64decode(parsed["message"]))
-        self._wake(self.broker, str(parsed["target"]).split(self.priority_sep, 1)[0])
-        self.client.hdel(CLAIMS_KEY, entry_id)
+        destination = parsed.get("queue") or str(parsed["target"]).split(self.priority_sep, 1)[0]
+        self._push_client.lpush(parsed["target"], base64.b64decode(parsed["message"]))
+        self._wake(self._push_client, destination)
+        self.client.hdel(claims_key(queue), entry_id)
 
     @staticmethod
-    def _wake(client: redis.Redis, queue: str) -> None:
+    def _wake(client: RedisClient, queue: str) -> None:
         # A hint for idle workers blocked on the queue's wake list (service.transport);
         # without it they find the message at their next idle timeout.
         client.lpush(wake_key(queue), "1")
 
     def resume_claims(self) -> int:
-        """Push replays a crash interrupted between claim and push (separate DLQ Redis)."""
-        if self.broker is None:
-            return 0
-        claims = self.client.hgetall(CLAIMS_KEY)
-        for entry_id, claim in claims.items():
-            self._push_claim(as_text(entry_id), as_text(claim))
-        return len(claims)
+        """Push replays a crash interrupted between claim and push (DLQ on its own Redis,
+        or a cluster replay whose destination list is in another slot)."""
+        queues = self.queues()
+        with self.client.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                pipe.hgetall(claims_key(queue))
+            replies = pipe.execute()
+        resumed = 0
+        for queue, claims in zip(queues, replies, strict=True):
+            for entry_id, claim in claims.items():
+                self._push_claim(queue, as_text(entry_id), as_text(claim))
+                resumed += 1
+        return resumed
 
     def purge(self, queue: str, entry_id: str) -> bool:
         entry = self.get(queue, entry_id)
@@ -161,5 +196,5 @@ class DLQStore(DLQReader):
         keys = entry_keys(queue, entry["reason"], entry["task_name"])
         if destination is not None:
             keys.append(destination)
-        args = [entry_id, member(queue, entry_id), member(queue, entry["reason"]), message, mode]
+        args = [entry_id, entry["reason"], message, mode]
         return bool(self._remove(keys=keys, args=args))

@@ -1,5 +1,6 @@
 """Reads backlog, oldest message age and DLQ size for every catalog queue in ONE pipelined
-round trip per Redis server (two only when the DLQ lives on its own Redis). Counts every kombu
+round trip per Redis server (two only when the DLQ lives on its own Redis); on Redis Cluster
+one script per hash slot, all in one pipeline (one round trip per node). Counts every kombu
 priority sub-list (celery-exporter's #272: base list only)."""
 
 from __future__ import annotations
@@ -11,10 +12,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.crc import key_slot
 
 from service.catalog.naming import priority_list_keys
 from service.catalog.queues import CATALOG, QueueCatalog
-from service.config.redis_client import broker_redis, dlq_redis
+from service.config.redis_client import (
+    RedisClient,
+    broker_redis,
+    dlq_redis,
+    is_cluster,
+    pipeline_eval,
+)
 from service.config.settings import FleetSettings, get_settings
 from service.dlq.keys import index_key as dlq_index_key
 
@@ -83,12 +91,23 @@ def _count(reply: Any, key: str) -> int:
     return 0
 
 
+def slot_groups(client: RedisClient, keys: list[str]) -> list[list[str]]:
+    """`keys` split so each group can be one script: all of them on one Redis, one group
+    per hash slot on a cluster (a script touches one slot)."""
+    if not is_cluster(client):
+        return [keys]
+    groups: dict[int, list[str]] = {}
+    for key in keys:
+        groups.setdefault(key_slot(key.encode()), []).append(key)
+    return list(groups.values())
+
+
 def read_queue_stats(
-    client: redis.Redis | None = None,
+    client: RedisClient | None = None,
     settings: FleetSettings | None = None,
     catalog: QueueCatalog = CATALOG,
     now: float | None = None,
-    dlq_client: redis.Redis | None = None,
+    dlq_client: RedisClient | None = None,
 ) -> dict[str, QueueStats]:
     """Raises redis.RedisError when a server does not answer; never returns partial stats.
 
@@ -101,18 +120,23 @@ def read_queue_stats(
         spec.name: priority_list_keys(spec.name, settings.priority_steps, settings.priority_sep)
         for spec in catalog
     }
-    list_keys = [key for keys in layout.values() for key in keys]
+    groups = slot_groups(client, [key for keys in layout.values() for key in keys])
     with client.pipeline(transaction=False) as pipe:
         # kombu LPUSHes and pops from the right: the oldest message is at the tail.
-        pipe.eval(_LENGTHS_AND_SENT_AT, len(list_keys), *list_keys, SENT_AT_HEADER)
+        for group in groups:
+            pipeline_eval(pipe, _LENGTHS_AND_SENT_AT, group, [SENT_AT_HEADER])
         shared = dlq_client is client
         if shared:
             for name in layout:
                 pipe.zcard(dlq_index_key(name))
-        head, *rest = pipe.execute(raise_on_error=False)
-    if isinstance(head, Exception):
-        raise head
-    replies: list[Any] = list(head)
+        answers = pipe.execute(raise_on_error=False)
+    heads, rest = answers[: len(groups)], answers[len(groups) :]
+    by_key: dict[str, tuple[Any, Any]] = {}
+    for group, head in zip(groups, heads, strict=True):
+        if isinstance(head, Exception):
+            raise head
+        for index, key in enumerate(group):
+            by_key[key] = (head[2 * index], head[2 * index + 1])
     if shared:
         dlq_lengths = rest
     else:
@@ -125,15 +149,14 @@ def read_queue_stats(
     ]
     now = time.time() if now is None else now
     stats: dict[str, QueueStats] = {}
-    position = 0
     for (name, keys), dlq_length in zip(layout.items(), dlq_lengths, strict=True):
         length, oldest = 0, None
         for key in keys:
-            length += _count(replies[position], key)
-            sent = _sent_at(replies[position + 1])
+            count_reply, sent_reply = by_key[key]
+            length += _count(count_reply, key)
+            sent = _sent_at(sent_reply)
             if sent is not None and (oldest is None or sent < oldest):
                 oldest = sent
-            position += 2
         age = max(0.0, now - oldest) if oldest is not None else 0.0
         stats[name] = QueueStats(length=length, oldest_age_seconds=age, dlq_length=int(dlq_length))
     return stats

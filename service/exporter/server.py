@@ -18,13 +18,13 @@ from urllib.parse import urlsplit
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
-import redis
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
 from service.catalog.queues import CATALOG
+from service.config.redis_client import RedisClient, connect
 from service.config.settings import FleetSettings, get_settings
 from service.errors import FleetError
 from service.exporter.collector import QueueCollector
@@ -37,11 +37,11 @@ logger = logging.getLogger(__name__)
 REDIS_TIMEOUT_SECONDS = 2.0
 
 
-def exporter_redis(url: str, timeout: float = REDIS_TIMEOUT_SECONDS) -> redis.Redis:
+def exporter_redis(url: str, timeout: float = REDIS_TIMEOUT_SECONDS) -> RedisClient:
     # One immediate retry when a connection drops mid-scrape (failover, restart); none on
     # timeouts, which would double the worst-case scrape time.
     retry = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
-    return redis.Redis.from_url(
+    return connect(
         url,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
@@ -70,18 +70,36 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
+class LazyClient:
+    """A client made on first use: RedisCluster reads the topology when it is built, so a
+    cluster down at start would otherwise stop the exporter instead of reporting up 0."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        self._url, self._timeout = url, timeout
+        self._client: RedisClient | None = None
+
+    def get(self) -> RedisClient:
+        if self._client is None:
+            self._client = exporter_redis(self._url, self._timeout)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
 def build_collector(
     settings: FleetSettings, timeout: float = REDIS_TIMEOUT_SECONDS
-) -> tuple[QueueCollector, list[redis.Redis]]:
+) -> tuple[QueueCollector, list[LazyClient]]:
     """The collector and the clients it owns (the caller closes them)."""
     broker_url = settings.broker_url.get_secret_value()
-    broker = exporter_redis(broker_url, timeout)
+    broker = LazyClient(broker_url, timeout)
     dlq = broker
     if settings.dlq_redis_url != broker_url:
-        dlq = exporter_redis(settings.dlq_redis_url, timeout)
+        dlq = LazyClient(settings.dlq_redis_url, timeout)
 
     def read() -> dict[str, QueueStats]:
-        return read_queue_stats(broker, settings, CATALOG, dlq_client=dlq)
+        return read_queue_stats(broker.get(), settings, CATALOG, dlq_client=dlq.get())
 
     collector = QueueCollector(read, partial(scrub, secrets=secrets_of(settings)))
     return collector, list({id(c): c for c in (broker, dlq)}.values())

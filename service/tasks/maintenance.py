@@ -15,9 +15,14 @@ logger = logging.getLogger(__name__)
 
 @shared_task(base=FleetTask, name="service.tasks.maintenance.snapshot_queues")
 def snapshot_queues() -> dict[str, dict[str, int]]:
-    """Log every queue's backlog and DLQ size: a trail in the logs even without Prometheus."""
+    """Log every queue's backlog and DLQ size: a trail in the logs even without Prometheus.
+    Also moves dead letters that workers of the previous release wrote in the old layout
+    during a rolling upgrade (service.dlq.legacy_layout; one EXISTS when there are none)."""
+    from service.config.redis_client import dlq_redis
+    from service.dlq.legacy_layout import migrate_legacy_layout
     from service.exporter.queue_stats import read_queue_stats
 
+    migrate_legacy_layout(dlq_redis(), get_settings().priority_sep)
     stats = read_queue_stats()
     snapshot = {
         name: {"waiting": s.length, "dead_letters": s.dlq_length} for name, s in stats.items()

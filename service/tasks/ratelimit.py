@@ -2,13 +2,18 @@
 
 Sliding-window log in one Lua script, so check-and-record is atomic across workers. Only
 granted calls are recorded (a rejected attempt does not eat budget), and members are unique
-sequence numbers, so two grants in the same microsecond never overwrite each other."""
+sequence numbers, so two grants in the same microsecond never overwrite each other.
+
+Both keys of a limit carry the hash tag `{<name>}`, so the script touches one slot and runs
+on Redis Cluster as on one Redis (each limit lives on one shard)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import redis
+if TYPE_CHECKING:
+    from service.config.redis_client import RedisClient
 
 _ACQUIRE = """
 local key = KEYS[1]
@@ -33,6 +38,11 @@ return {0, wait_us, now_us}
 """
 
 
+def limit_keys(name: str) -> list[str]:
+    """The window and the sequence counter of limit `name`, in one slot (`{name}`)."""
+    return [f"fleet:ratelimit:{{{name}}}", f"fleet:ratelimit:{{{name}}}:seq"]
+
+
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
@@ -47,7 +57,7 @@ class ClusterRateLimiter:
 
     Uses the Redis server clock, so worker clock skew cannot widen the window."""
 
-    def __init__(self, client: redis.Redis, name: str, limit: int, window_seconds: float) -> None:
+    def __init__(self, client: RedisClient, name: str, limit: int, window_seconds: float) -> None:
         if limit < 1:
             raise ValueError(f"rate limit {name!r}: limit must be >= 1, got {limit}")
         if window_seconds <= 0:
@@ -55,7 +65,7 @@ class ClusterRateLimiter:
         self.name = name
         self.limit = limit
         self.window_us = int(window_seconds * 1_000_000)
-        self._keys = [f"fleet:ratelimit:{name}", f"fleet:ratelimit:{name}:seq"]
+        self._keys = limit_keys(name)
         self._script = client.register_script(_ACQUIRE)
 
     def try_acquire(self) -> Decision:

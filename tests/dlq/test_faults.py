@@ -17,6 +17,7 @@ from harness import wait_until
 
 from service.config.celery_app import create_app
 from service.config.settings import FleetSettings
+from service.dlq.keys import index_key
 
 FAST_RECOVERY = {
     "FLEET_ALLOW_SHORT_VISIBILITY_TIMEOUT": "true",
@@ -36,7 +37,7 @@ def whereabouts(client: redis.Redis, run: str, total: int) -> str:
     waiting = {key.decode(): client.llen(key) for key in client.keys("default*")}
     return (
         f"missing {missing[:20]} ({len(missing)}); lists {waiting}; "
-        f"unacked {client.hlen('unacked')}; dlq {client.zcard('fleet:dlq:index')}; "
+        f"unacked {client.hlen('unacked')}; dlq {client.zcard(index_key('default'))}; "
         f"mutex ttl {client.ttl('unacked_mutex')}"
     )
 

@@ -1,5 +1,6 @@
 """The DLQ's Redis key layout: pure functions, so existing entries stay readable after an
-upgrade only if these names never change."""
+upgrade only if these names never change (the layout before the hash tags is migrated:
+tests/dlq/test_legacy_layout.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import hashlib
 from collections.abc import Callable
 
 import pytest
+from redis.crc import key_slot
 
 from service.dlq import keys
 from service.task_names import UNREGISTERED
@@ -15,16 +17,11 @@ from service.task_names import UNREGISTERED
 @pytest.mark.parametrize(
     ("derive", "argument", "expected"),
     [
-        (keys.entries_key, "email", "fleet:dlq:email:entries"),
-        (keys.envelopes_key, "email", "fleet:dlq:email:envelopes"),
-        (keys.index_key, "high_priority", "fleet:dlq:high_priority:index"),
-        (keys.reason_index_key, "unknown_task", "fleet:dlq:by-reason:unknown_task"),
-        (
-            keys.task_index_key,
-            "service.tasks.email.send_email",
-            "fleet:dlq:by-task:service.tasks.email.send_email",
-        ),
-        (keys.task_index_key, "junk.from.a.sender", f"fleet:dlq:by-task:{UNREGISTERED}"),
+        (keys.entries_key, "email", "fleet:dlq:{email}:entries"),
+        (keys.envelopes_key, "email", "fleet:dlq:{email}:envelopes"),
+        (keys.index_key, "high_priority", "fleet:dlq:{high_priority}:index"),
+        (keys.stats_key, "email", "fleet:dlq:{email}:stats"),
+        (keys.claims_key, "email", "fleet:dlq:{email}:replaying"),
         (keys.first_failure_key, "t-1", "fleet:first-failure:t-1"),
     ],
 )
@@ -32,24 +29,25 @@ def test_derived_keys(derive: Callable[[str], str], argument: str, expected: str
     assert derive(argument) == expected
 
 
+def test_filter_indexes_are_per_queue() -> None:
+    assert (
+        keys.reason_index_key("email", "unknown_task") == "fleet:dlq:{email}:by-reason:unknown_task"
+    )
+    assert (
+        keys.task_index_key("email", "service.tasks.email.send_email")
+        == "fleet:dlq:{email}:by-task:service.tasks.email.send_email"
+    )
+    assert keys.task_index_key("email", "junk.from.a.sender") == (
+        f"fleet:dlq:{{email}}:by-task:{UNREGISTERED}"
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [
-        ("GLOBAL_INDEX", "fleet:dlq:index"),
-        ("STATS_KEY", "fleet:dlq:stats"),
-        ("CLAIMS_KEY", "fleet:dlq:replaying"),
-        ("QUARANTINE_KEY", "fleet:quarantine"),
-    ],
+    [("QUEUES_KEY", "fleet:dlq:queues"), ("QUARANTINE_KEY", "fleet:quarantine")],
 )
 def test_fixed_keys(name: str, expected: str) -> None:
     assert getattr(keys, name) == expected
-
-
-@pytest.mark.parametrize(
-    ("queue", "entry_id"), [("email", "abc"), ("default", "id|with|bars"), ("q", "")]
-)
-def test_member_round_trips(queue: str, entry_id: str) -> None:
-    assert keys.split_member(keys.member(queue, entry_id)) == (queue, entry_id)
 
 
 @pytest.mark.parametrize("list_key", ["default", "email\x06\x163", "a|b"])
@@ -60,13 +58,16 @@ def test_quarantine_field_names_its_list(list_key: str) -> None:
     assert keys.quarantine_list_key(field) == list_key
 
 
-def test_entry_keys_are_in_script_order() -> None:
-    assert keys.entry_keys("email", "unknown_task", "junk") == [
-        "fleet:dlq:email:entries",
-        "fleet:dlq:email:envelopes",
-        "fleet:dlq:email:index",
-        "fleet:dlq:index",
-        "fleet:dlq:by-reason:unknown_task",
-        f"fleet:dlq:by-task:{UNREGISTERED}",
-        "fleet:dlq:stats",
+def test_entry_keys_are_in_script_order_and_one_slot() -> None:
+    entry_keys = keys.entry_keys("email", "unknown_task", "junk")
+    assert entry_keys == [
+        "fleet:dlq:{email}:entries",
+        "fleet:dlq:{email}:envelopes",
+        "fleet:dlq:{email}:index",
+        "fleet:dlq:{email}:by-reason:unknown_task",
+        f"fleet:dlq:{{email}}:by-task:{UNREGISTERED}",
+        "fleet:dlq:{email}:stats",
     ]
+    # Every key a store script touches, and the queue's claims, hash to the queue's slot.
+    slots = {key_slot(k.encode()) for k in [*entry_keys, keys.claims_key("email")]}
+    assert slots == {key_slot(b"email")}

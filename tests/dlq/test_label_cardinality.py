@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from service.cli import _register_subcommands, cli
 from service.dlq.capture import store
+from service.dlq.keys import task_index_key
 from service.dlq.store import Filter
 
 NAMES = 300
@@ -28,8 +29,9 @@ def test_unknown_task_names_share_one_label_and_one_index(
     dlq = store()
     wait_until(lambda: dlq.count(Filter()) == NAMES, 60, message="all dead-lettered")
     # One shared index key, not one per name
-    task_indexes = redis_client.keys("fleet:dlq:by-task:*")
-    assert task_indexes == [b"fleet:dlq:by-task:(unregistered)"]
+    task_indexes = redis_client.keys("fleet:dlq:*:by-task:*")
+    assert task_indexes == [task_index_key("default", "junk.task.0").encode()]
+    assert task_indexes == [b"fleet:dlq:{default}:by-task:(unregistered)"]
     # One metric series for them all
     with urllib.request.urlopen(f"http://127.0.0.1:{worker.metrics_port}/metrics") as page:
         text = page.read().decode()

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from service.cli import _register_subcommands, cli
 from service.dlq.capture import store
+from service.dlq.keys import entries_key, envelopes_key
 from service.dlq.store import Filter
 
 runner = CliRunner()
@@ -66,13 +67,13 @@ def test_secrets_in_arguments_bodies_and_exceptions_are_never_shown(
     listed = fleet("dlq", "list", "--json")
     assert SECRET not in listed.output
     assert SECRET not in json.dumps(
-        [json.loads(v) for v in redis_client.hvals("fleet:dlq:default:entries")]
+        [json.loads(v) for v in redis_client.hvals(entries_key("default"))]
     )
     # And the worker's logs ("received" lines, failures, tracebacks) never carry it
     assert positional.id in worker.log()
     assert SECRET not in worker.log()
     # The replay copy keeps the real value (the task needs it)
-    stored = redis_client.hget("fleet:dlq:default:envelopes", positional.id)
+    stored = redis_client.hget(envelopes_key("default"), positional.id)
     assert stored is not None and SECRET in base64.b64decode(json.loads(stored)["body"]).decode()
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import redis
 from envelopes import call_body, envelope
 
-from service.dlq.keys import CLAIMS_KEY
+from service.dlq.keys import claims_key
 from service.dlq.store import DLQStore, Filter
 
 
@@ -43,7 +43,7 @@ def test_replay_goes_to_the_broker_not_the_dlq_redis(redis_factory: Any) -> None
     assert broker.llen("default") == 1
     assert json.loads(broker.lindex("default", 0))["headers"]["id"] == "a"
     assert dlq_client.exists("default") == 0
-    assert dlq_client.hlen(CLAIMS_KEY) == 0
+    assert dlq_client.hlen(claims_key("default")) == 0
     assert store.count(Filter()) == 0
 
 
@@ -61,10 +61,10 @@ def test_a_replay_interrupted_after_the_claim_is_finished_later(redis_factory: A
         pass
     else:
         raise AssertionError("the push should have failed")
-    assert store.count(Filter()) == 0 and dlq_client.hlen(CLAIMS_KEY) == 1
+    assert store.count(Filter()) == 0 and dlq_client.hlen(claims_key("default")) == 1
     # When the broker is back and the next replay runs
     broker_server.start()
     assert store.resume_claims() == 1
     # Then the message was delivered once and nothing is left behind
     assert broker.llen("default") == 1
-    assert dlq_client.hlen(CLAIMS_KEY) == 0
+    assert dlq_client.hlen(claims_key("default")) == 0

@@ -20,6 +20,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "celery-fleet"
 ENDPOINT = "master.celery-fleet.abc123.euw1.cache.amazonaws.com"
+CONFIG_ENDPOINT = "clustercfg.celery-fleet.abc123.euw1.cache.amazonaws.com"
+SERVERLESS_ENDPOINT = "celery-fleet-prod-abc123.serverless.euw1.cache.amazonaws.com"
 
 
 class Recorder(pulumi.runtime.Mocks):
@@ -34,6 +36,9 @@ class Recorder(pulumi.runtime.Mocks):
             state["result"] = f"mockpw{args.name.replace('-', '')}"
         elif args.typ == "aws:elasticache/replicationGroup:ReplicationGroup":
             state["primaryEndpointAddress"] = ENDPOINT
+            state["configurationEndpointAddress"] = CONFIG_ENDPOINT
+        elif args.typ == "aws:elasticache/serverlessCache:ServerlessCache":
+            state["endpoints"] = [{"address": SERVERLESS_ENDPOINT, "port": 6379}]
         elif args.typ.startswith("aws:") and "name" not in state:
             state["name"] = args.name
         self.resources.append({"type": args.typ, "name": args.name, "inputs": args.inputs})
