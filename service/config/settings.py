@@ -10,7 +10,6 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -24,28 +23,23 @@ from service.catalog.naming import (
 )
 from service.catalog.queues import CATALOG
 from service.errors import SettingsError
+from service.results.urls import (
+    BackendKind,
+    backend_kind,
+    check_redis_url,
+    check_result_backend_url,
+)
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["json", "text"]
 
-_REDIS_SCHEMES = ("redis", "rediss", "redis+socket")
+ResultCompression = Literal["gzip", "zlib", "bzip2", "lzma"]
 
 
 def _check_redis_url(value: SecretStr | None) -> SecretStr | None:
-    if value is None:
-        return None
-    raw = value.get_secret_value()
-    parts = urlsplit(raw)
-    if parts.scheme not in _REDIS_SCHEMES:
-        # Do not echo the URL: it may hold a password.
-        raise ValueError(
-            f"must be a Redis URL ({', '.join(s + '://' for s in _REDIS_SCHEMES)}), "
-            f"got scheme {parts.scheme or '(none)'!r}"
-        )
-    try:
-        parts.port  # noqa: B018 - raises ValueError on a non-numeric port
-    except ValueError:
-        raise ValueError("has an invalid port") from None
+    # Do not echo the URL in errors: it may hold a password.
+    if value is not None:
+        check_redis_url(value.get_secret_value())
     return value
 
 
@@ -78,6 +72,13 @@ class FleetSettings(BaseSettings):
     priority_sep: str = KOMBU_DEFAULT_SEP
 
     result_expires: int = Field(default=86_400, ge=60)
+    # Stored results compressed with this codec (kombu's names); Redis only: Celery's
+    # database backend cannot hold compressed payloads and ignores the setting.
+    result_compression: ResultCompression | None = None
+    # PostgreSQL results: SQLAlchemy pool per worker process (a prefork child runs one task
+    # at a time), and how long a connection attempt may take before the store is retried.
+    result_db_pool_size: int = Field(default=2, ge=1, le=50)
+    result_db_connect_timeout: int = Field(default=10, ge=1, le=300)
     # Task events (what Flower's task views are built from): 3 PUBLISH per task plus a
     # worker heartbeat every 2 s; off unless something reads them.
     task_events: bool = False
@@ -118,10 +119,26 @@ class FleetSettings(BaseSettings):
     flower_port: int = Field(default=FLOWER_PORT, ge=1, le=65535)
     flower_basic_auth: SecretStr | None = None  # "user:password"
 
-    @field_validator("broker_url", "result_backend", "dlq_url")
+    @field_validator("broker_url", "dlq_url")
     @classmethod
     def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
         return _check_redis_url(value)
+
+    @field_validator("result_backend")
+    @classmethod
+    def _result_backend_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        return SecretStr(check_result_backend_url(value.get_secret_value()))
+
+    @model_validator(mode="after")
+    def _compression_fits_the_backend(self) -> FleetSettings:
+        if self.result_compression is not None and self.result_backend_kind == "postgresql":
+            raise ValueError(
+                "FLEET_RESULT_COMPRESSION: Celery's database backend stores results "
+                "uncompressed and would ignore it; unset it for a PostgreSQL result backend"
+            )
+        return self
 
     @field_validator("priority_steps")
     @classmethod
@@ -166,6 +183,10 @@ class FleetSettings(BaseSettings):
     def result_backend_url(self) -> str:
         backend = self.result_backend or self.broker_url
         return backend.get_secret_value()
+
+    @property
+    def result_backend_kind(self) -> BackendKind:
+        return backend_kind(self.result_backend_url)
 
     @property
     def dlq_redis_url(self) -> str:
