@@ -4,13 +4,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PACKAGES := redis-server prometheus
+APT_PACKAGES := redis-server prometheus postgresql
 
 .PHONY: all setup venv system-deps lint lint-ci typecheck rules generate check-generated test deploy-test bench fuzz worker dev clean
 
 all: lint typecheck test
 
-# System packages when missing and we are root: redis-server, prometheus/promtool, and the
+# System packages when missing and we are root: redis-server, prometheus/promtool, PostgreSQL
+# (initdb/pg_ctl: the result backend tests start their own server; the package's own cluster
+# service is stopped, tests never use it), and the
 # deploy test's container runtime (rootful podman on runc; catatonit for pod infra
 # containers, netavark + aardvark-dns + iptables for the test's network, debootstrap for the
 # base image stand-ins).
@@ -18,6 +20,7 @@ system-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v podman >/dev/null || missing="$$missing podman"; \
 	command -v runc >/dev/null || missing="$$missing runc"; \
 	command -v debootstrap >/dev/null || missing="$$missing debootstrap"; \
@@ -29,6 +32,7 @@ system-deps:
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	    systemctl disable --now prometheus >/dev/null 2>&1 || true; \
+	    systemctl disable --now postgresql >/dev/null 2>&1 || true; \
 	  else echo "please install:$$missing (apt-get install$$missing)"; exit 1; fi; \
 	fi
 
