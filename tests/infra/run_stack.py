@@ -20,6 +20,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "celery-fleet"
 ENDPOINT = "master.celery-fleet.abc123.euw1.cache.amazonaws.com"
+RDS_ENDPOINT = "results-db.abc123.eu-west-1.rds.amazonaws.com"
 
 
 class Recorder(pulumi.runtime.Mocks):
@@ -34,6 +35,9 @@ class Recorder(pulumi.runtime.Mocks):
             state["result"] = f"mockpw{args.name.replace('-', '')}"
         elif args.typ == "aws:elasticache/replicationGroup:ReplicationGroup":
             state["primaryEndpointAddress"] = ENDPOINT
+        elif args.typ == "aws:rds/instance:Instance":
+            state["address"] = RDS_ENDPOINT
+            state.setdefault("identifier", args.name)
         elif args.typ.startswith("aws:") and "name" not in state:
             state["name"] = args.name
         self.resources.append({"type": args.typ, "name": args.name, "inputs": args.inputs})
