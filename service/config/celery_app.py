@@ -70,7 +70,7 @@ def create_app(settings: FleetSettings | None = None) -> Celery:
     celery_app.fleet_max_delay = max_delay_seconds(settings)
     celery_app.conf.update(build_config(settings))
     # Result records are masked before any backend stores them (service.results.masking).
-    result_backends.install(celery_app)
+    result_backends.install(celery_app, settings.result_backend_url)
     from service.tasks import beat
     from service.worker import hooks as worker_hooks
 

@@ -25,6 +25,10 @@ class FleetRedisBackend(MaskedResultsMixin, RedisBackend):
     """`celery-task-meta-<id>` keys, masked."""
 
 
-def install(app: Any) -> None:
-    """Make the app's loader resolve the result backend URL to the masking classes."""
+def install(app: Any, url: str) -> None:
+    """Make the app's loader resolve the result backend URL to the masking classes, and pin
+    the URL: Celery's `conf.result_backend` prefers the raw CELERY_RESULT_BACKEND variable
+    over any configured value (`celery.app.utils.Settings.result_backend`), which would skip
+    the validated, normalised URL; `backend_cls` is read before it (`Celery._get_backend`)."""
     app.loader.override_backends = {**app.loader.override_backends, **BACKEND_CLASSES}
+    app.backend_cls = url

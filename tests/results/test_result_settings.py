@@ -93,3 +93,17 @@ def test_bad_result_settings_name_the_variable_and_never_echo_secrets(
         load_settings()
     assert expected in str(caught.value)
     assert "hunter2" not in str(caught.value)
+
+
+def test_the_app_uses_the_validated_url_not_celerys_raw_environment_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Celery's conf.result_backend reads CELERY_RESULT_BACKEND itself, unvalidated
+    from service.config.celery_app import create_app
+
+    monkeypatch.setenv("CELERY_RESULT_BACKEND", PG)
+    app = create_app(load_settings())
+    monkeypatch.setenv("CELERY_RESULT_BACKEND", "redis://elsewhere:6379/0")
+    backend = app.backend
+    assert type(backend).__name__ == "FleetDatabaseBackend"
+    assert backend.url == "postgresql+psycopg://fleet:hunter2@db.internal:5432/results"
