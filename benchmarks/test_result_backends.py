@@ -16,6 +16,7 @@ backend alike. Absolute times are in the figures' detail, for the README's table
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import time
@@ -103,8 +104,12 @@ def backends(redis_url: str, postgres: PostgresServer) -> Iterator[dict[str, Cal
     made["redis-unmasked"] = RedisBackend(app=apps["redis"], url=plain_url)
     for url in (plain_url, masked_url, gzip_url):
         redis.Redis.from_url(url).flushdb()
-    yield {name: (lambda b=b: b) for name, b in made.items()}
+    yield {name: functools.partial(_same, backend) for name, backend in made.items()}
     monkeypatch.undo()
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _measure(backends: dict[str, Callable[[], Any]]) -> dict[str, Any]:

@@ -31,11 +31,12 @@ def test_result_outlives_worker_redis_and_database_restarts(
     env = {"CELERY_RESULT_BACKEND": postgres.result_backend}
     worker = worker_factory("default", broker_url=broker.url, env=env)
     app = caller_app(broker.url, postgres.result_backend)
-    # Given a call that opts in and one that does not (the default: nothing stored)
+    # Given a call that opts in and one that does not
     kept = app.send_task(
         "service.tasks.diagnostics.noop", args=[{"report": "q3", "rows": 42}], ignore_result=False
     )
-    ignored = app.send_task("service.tasks.diagnostics.noop", args=["not kept"])
+    # (explicit: the shipped default, task_ignore_result; other tests' producers opt in)
+    ignored = app.send_task("service.tasks.diagnostics.noop", args=["not kept"], ignore_result=True)
     assert kept.get(timeout=30) == {"report": "q3", "rows": 42}
     wait_until(lambda: ignored.id in worker.log(), 30, message="the ignored call to run")
     assert _rows(postgres) == 1
@@ -81,7 +82,7 @@ def test_expired_rows_are_deleted_by_backend_cleanup(
         f" WHERE task_id IN ({old})",
     )
     # The task beat sends, run by a worker like any other
-    app.send_task("celery.backend_cleanup")
+    app.send_task("celery.backend_cleanup", ignore_result=True)  # as beat sends it
     wait_until(lambda: _rows(postgres) == 1, 30, message="expired rows to be deleted")
     assert _rows(postgres, f"task_id = '{calls[2].id}'") == 1
 

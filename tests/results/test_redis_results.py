@@ -20,6 +20,6 @@ def test_compressed_results_are_smaller_and_still_readable(
     result = celery_app.send_task("service.tasks.diagnostics.noop", args=[report])
     assert result.get(timeout=30) == report
     raw = redis_client.get(f"celery-task-meta-{result.id}")
-    assert raw is not None
+    assert isinstance(raw, bytes)
     assert not raw.startswith(b"{")  # not the plain JSON document
     assert len(raw) < len(json.dumps(report)) / 5

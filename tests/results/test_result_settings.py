@@ -3,6 +3,8 @@ configuration each one gets; compression only where Celery can store it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from service.config.celeryconfig import build_config
@@ -104,6 +106,6 @@ def test_the_app_uses_the_validated_url_not_celerys_raw_environment_read(
     monkeypatch.setenv("CELERY_RESULT_BACKEND", PG)
     app = create_app(load_settings())
     monkeypatch.setenv("CELERY_RESULT_BACKEND", "redis://elsewhere:6379/0")
-    backend = app.backend
+    backend: Any = app.backend
     assert type(backend).__name__ == "FleetDatabaseBackend"
     assert backend.url == "postgresql+psycopg://fleet:hunter2@db.internal:5432/results"
