@@ -57,6 +57,29 @@ def result_backend_config(settings: FleetSettings) -> dict[str, Any]:
         "database_create_tables_at_setup": False,
         # One pooled session per child, not one per store (Celery's default, kept explicit).
         "database_short_lived_sessions": False,
+        # Celery retries a store 3 times within milliseconds by default, then the result is
+        # lost (BackendStoreError): retry with backoff through a database restart instead.
+        **_store_retries(settings.result_db_retry_seconds),
+    }
+
+
+# Backoff between store attempts: Celery sleeps a random time up to
+# min(max, base * 2**attempt) (full jitter), so one attempt every ~2.5 s on average once capped.
+_RETRY_BASE_MS = 100
+_RETRY_MAX_MS = 5000
+
+
+def _store_retries(seconds: int) -> dict[str, Any]:
+    """Celery's result_backend_* retry settings that keep retrying for about `seconds`."""
+    attempts, expected_ms = 0, 0.0
+    while expected_ms < seconds * 1000:
+        attempts += 1
+        expected_ms += min(_RETRY_MAX_MS, _RETRY_BASE_MS * 2**attempts) / 2
+    return {
+        "result_backend_always_retry": True,
+        "result_backend_max_retries": attempts,
+        "result_backend_base_sleep_between_retries_ms": _RETRY_BASE_MS,
+        "result_backend_max_sleep_between_retries_ms": _RETRY_MAX_MS,
     }
 
 

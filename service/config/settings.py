@@ -79,6 +79,9 @@ class FleetSettings(BaseSettings):
     # at a time), and how long a connection attempt may take before the store is retried.
     result_db_pool_size: int = Field(default=2, ge=1, le=50)
     result_db_connect_timeout: int = Field(default=10, ge=1, le=300)
+    # How long a worker keeps retrying a store while PostgreSQL is unreachable (a restart,
+    # a Multi-AZ failover takes 1-2 minutes) before the result is given up.
+    result_db_retry_seconds: int = Field(default=180, ge=0, le=3600)
     # Task events (what Flower's task views are built from): 3 PUBLISH per task plus a
     # worker heartbeat every 2 s; off unless something reads them.
     task_events: bool = False

@@ -5,6 +5,7 @@ schedules for this backend (and not for Redis, whose keys expire on their own)."
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -105,3 +106,27 @@ def test_beat_schedules_cleanup_only_for_the_database_backend(
         assert "snapshot-queues" in scheduler.schedule
     finally:
         scheduler.close()
+
+
+def test_a_result_finished_while_the_database_restarts_is_still_stored(
+    postgres: PostgresServer,
+    redis_factory: Callable[..., RedisServer],
+    worker_factory: Callable[..., Worker],
+    caller_app: Callable[..., Any],
+) -> None:
+    broker = redis_factory()
+    env = {"CELERY_RESULT_BACKEND": postgres.result_backend}
+    worker = worker_factory("default", broker_url=broker.url, env=env)
+    app = caller_app(broker.url, postgres.result_backend)
+    warm = app.send_task("service.tasks.diagnostics.noop", args=["warm"], ignore_result=False)
+    assert warm.get(timeout=30) == "warm"  # tables made, the child's pool connected
+    # Given the database down (a failover, a restart) when a task finishes
+    postgres.stop()
+    try:
+        during = app.send_task("service.tasks.diagnostics.noop", args=["kept"], ignore_result=False)
+        wait_until(lambda: during.id in worker.log(), 30, message="the task to run")
+        time.sleep(5)
+    finally:
+        postgres.start()
+    # Then the worker's store is retried until the database is back: nothing lost
+    assert during.get(timeout=120) == "kept"

@@ -41,6 +41,9 @@ def test_postgresql_configuration_keeps_everything_else_on_redis(
     assert config["database_engine_options"]["pool_size"] == settings.result_db_pool_size
     assert config["database_create_tables_at_setup"] is False
     assert config["task_ignore_result"] is True  # results stay opt-in per task
+    # A store is retried through a database restart, not 3 times within milliseconds
+    assert config["result_backend_always_retry"] is True
+    assert config["result_backend_max_retries"] >= 60
 
 
 def test_redis_results_can_be_compressed(monkeypatch: pytest.MonkeyPatch) -> None:
