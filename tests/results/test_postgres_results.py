@@ -30,15 +30,18 @@ def test_result_outlives_worker_redis_and_database_restarts(
 ) -> None:
     broker = redis_factory()
     env = {"CELERY_RESULT_BACKEND": postgres.result_backend}
-    worker = worker_factory("default", broker_url=broker.url, env=env)
+    worker = worker_factory("default,reports", broker_url=broker.url, env=env)
     app = caller_app(broker.url, postgres.result_backend)
-    # Given a call that opts in and one that does not
+    # Given a report call that opts in and a call that does not
     kept = app.send_task(
-        "service.tasks.diagnostics.noop", args=[{"report": "q3", "rows": 42}], ignore_result=False
+        "service.tasks.reports.generate_custom_report",
+        args=[{"name": "q3-audit"}],
+        ignore_result=False,
     )
     # (explicit: the shipped default, task_ignore_result; other tests' producers opt in)
     ignored = app.send_task("service.tasks.diagnostics.noop", args=["not kept"], ignore_result=True)
-    assert kept.get(timeout=30) == {"report": "q3", "rows": 42}
+    report_path = kept.get(timeout=30)
+    assert report_path.endswith(".csv")
     wait_until(lambda: ignored.id in worker.log(), 30, message="the ignored call to run")
     assert _rows(postgres) == 1
     # When everything restarts: the worker, the broker's Redis (no persistence: empty after)
@@ -47,13 +50,14 @@ def test_result_outlives_worker_redis_and_database_restarts(
     broker.restart()
     assert redis.Redis.from_url(broker.url).dbsize() == 0
     postgres.restart()
-    worker_factory("default", broker_url=broker.url, env=env)
+    worker_factory("default,reports", broker_url=broker.url, env=env)
     # Then a new caller still reads the stored result, with its extended fields
     reader = caller_app(broker.url, postgres.result_backend).AsyncResult(kept.id)
     assert reader.state == "SUCCESS"
-    assert reader.get(timeout=10) == {"report": "q3", "rows": 42}
-    assert reader.name == "service.tasks.diagnostics.noop"
-    assert reader.queue == "default"
+    assert reader.get(timeout=10) == report_path
+    assert reader.name == "service.tasks.reports.generate_custom_report"
+    assert reader.queue == "reports"
+    assert reader.args == [{"name": "q3-audit"}]
     assert caller_app(broker.url, postgres.result_backend).AsyncResult(ignored.id).state == (
         "PENDING"
     )
