@@ -10,11 +10,13 @@ STAMP := $(VENV)/.installed
 all: lint typecheck test
 
 # System packages when missing and we are root (CI runs `sudo make system-deps` first):
-# redis-server and prometheus/promtool for `make test-no-root`.
+# redis-server, prometheus/promtool and PostgreSQL (initdb/pg_ctl: the result backend tests
+# start their own server; the package's own service is stopped) for `make test-no-root`.
 system-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	$(APT_INSTALL)
 
 # The deploy test's container runtime on top: rootful podman on runc; catatonit for pod infra
@@ -35,6 +37,7 @@ APT_INSTALL = if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	    systemctl disable --now prometheus >/dev/null 2>&1 || true; \
+	    systemctl disable --now postgresql >/dev/null 2>&1 || true; \
 	  else echo "please install:$$missing (apt-get install$$missing)"; exit 1; fi; \
 	fi
 

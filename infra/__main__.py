@@ -23,6 +23,7 @@ from infra.redis_cluster_mode import ElastiCacheClusterRedis
 from infra.redis_elasticache import ElastiCacheRedis
 from infra.redis_incluster import InClusterRedis
 from infra.redis_serverless import ServerlessRedis
+from infra.results import ResultStore
 from infra.security import FleetNamespace
 from infra.worker_pool import WorkerPool
 
@@ -40,10 +41,14 @@ elif isinstance(cfg.redis, ElastiCacheServerlessConfig):
 else:
     redis = ElastiCacheRedis("redis", cfg.redis, cfg.stack)
 secrets = AppSecrets("app", cfg, ns.name, redis.broker_url, opts=after_ns)
-after_secrets = pulumi.ResourceOptions(depends_on=[ns, secrets])
+# results.mode: where stored task results live (redis: the broker's, nothing created).
+results = ResultStore(
+    "results", cfg.results, cfg.redis, cfg.stack, ns.name, cfg.namespace, opts=after_ns
+)
+after_secrets = pulumi.ResourceOptions(depends_on=[ns, secrets, results])
 
 # ScaledObjects need KEDA's CRDs and HPAs the adapter's metric: install the provider first.
-pool_deps: list[pulumi.Resource] = [ns, secrets]
+pool_deps: list[pulumi.Resource] = [ns, secrets, results]
 if cfg.autoscaler.install_provider:
     pool_deps.append(
         ExternalMetricsProvider("metrics-provider", cfg.autoscaler, cfg.monitoring.namespace)
@@ -72,6 +77,9 @@ pulumi.export("redis_mode", cfg.redis.mode)
 pulumi.export("redis_host", redis.host)
 pulumi.export("broker_url", redis.broker_url)
 pulumi.export("autoscaler_mode", cfg.autoscaler.mode)
+pulumi.export("results_mode", cfg.results.mode)
+if results.host is not None:
+    pulumi.export("results_host", results.host)
 pulumi.export("worker_deployments", {name: p.deployment_name for name, p in pools.items()})
 if flower is not None and flower.url is not None:
     pulumi.export("flower_url", flower.url)

@@ -44,6 +44,7 @@ from infra.config_sections import (
     Resources,
 )
 from infra.redis_cluster_config import ElastiCacheClusterConfig, ElastiCacheServerlessConfig
+from infra.results_config import PostgresResults, RedisResults, ResultsConfig, rds_network
 from service.catalog.queues import CATALOG, Autoscaling, QueueCatalog, QueueSpec
 
 __all__ = [  # the section models are part of this module's interface
@@ -169,6 +170,7 @@ class StackSettings(ConfigModel):
     features: Features = Features()
     flower: FlowerConfig = FlowerConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    results: ResultsConfig = Field(default=RedisResults(), discriminator="mode")
     # Keys read elsewhere: the queues (resolved against the catalog) and the secrets.
     OTHER_KEYS: ClassVar[tuple[str, ...]] = ("queues", *SECRET_KEYS)
 
@@ -176,6 +178,8 @@ class StackSettings(ConfigModel):
     def _ingress_host(self) -> StackSettings:
         if self.features.flower_ingress and not self.flower.ingress_host:
             raise key_error("flower.ingressHost", "required by features.flowerIngress")
+        if isinstance(self.results, PostgresResults) and self.results.provider == "rds":
+            rds_network(self.results, self.redis)  # raises, naming the key, when incomplete
         return self
 
 

@@ -84,6 +84,10 @@ def app_env(cfg: FleetConfig) -> list[EnvVar]:
     ]
     if cfg.secrets.smtp_password is not None:
         result.append(secret_env("FLEET_SMTP_PASSWORD", APP_SECRET, SMTP_PASSWORD_KEY))
+    # Imported here: infra.results builds its pods with this module's helpers.
+    from infra.results import result_backend_env
+
+    result.extend(result_backend_env(cfg.results))
     return result
 
 

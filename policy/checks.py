@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from policy.database_checks import rds_encrypted_private_protected
 from policy.pods import containers, get, kind_of, plain, pod_spec
 
 Props = Mapping[str, Any]
@@ -169,6 +170,10 @@ CHECKS: dict[str, tuple[str, Check]] = {
     "elasticache-serverless-guarded": (
         "ElastiCache Serverless has RBAC, the node-only security group and usage limits",
         elasticache_serverless_guarded,
+    ),
+    "rds-encrypted-private-protected": (
+        "Results databases are encrypted, never public, and protected from deletion in prod",
+        rds_encrypted_private_protected,
     ),
     "no-plaintext-secrets-in-env": (
         "Secrets reach containers through secretKeyRef, never as literal env values",

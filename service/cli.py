@@ -229,8 +229,10 @@ def dev(
 
 def _register_subcommands() -> None:
     from service.dlq.cli import dlq_cli
+    from service.results.cli import results_cli
 
     cli.add_typer(dlq_cli, name="dlq")
+    cli.add_typer(results_cli, name="results")
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from service.config.celeryconfig import build_config
 from service.config.cluster_mode import register_refusals
 from service.config.settings import FleetSettings, get_settings
 from service.errors import EtaBeyondVisibility
+from service.results import backends as result_backends
 
 TASK_MODULES = (
     "service.tasks.diagnostics",
@@ -70,6 +71,8 @@ def create_app(settings: FleetSettings | None = None) -> Celery:
     register_refusals(celery_app.loader)
     celery_app.fleet_max_delay = max_delay_seconds(settings)
     celery_app.conf.update(build_config(settings))
+    # Result records are masked before any backend stores them (service.results.masking).
+    result_backends.install(celery_app, settings.result_backend_url)
     from service.tasks import beat
     from service.worker import hooks as worker_hooks
 

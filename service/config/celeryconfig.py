@@ -29,14 +29,66 @@ def transport_options(settings: FleetSettings) -> dict[str, Any]:
     }
 
 
+def result_backend_config(settings: FleetSettings) -> dict[str, Any]:
+    """Where opted-in results are stored; the broker, DLQ and exporter stay on Redis."""
+    if settings.result_backend_kind == "redis":
+        return {
+            "result_backend": settings.result_backend_url,
+            # The result backend honours visibility_timeout too; keep it identical.
+            "result_backend_transport_options": dict(transport_options(settings)),
+            # Compressed payloads (kombu codecs): less Redis memory, which the broker needs.
+            "result_compression": settings.result_compression,
+        }
+    return {
+        "result_backend": settings.result_backend_url,
+        # Celery's defaults (pre-ping, recycle hourly) plus a small pool: a prefork child
+        # runs one task at a time, so connections = processes x pool size at most; and a
+        # connect timeout, so an unreachable database fails a store (retried) instead of
+        # hanging the task. The worker's main process uses no pool (SessionManager).
+        "database_engine_options": {
+            "pool_pre_ping": True,
+            "pool_recycle": 3600,
+            "pool_size": settings.result_db_pool_size,
+            "max_overflow": 0,
+            "connect_args": {"connect_timeout": settings.result_db_connect_timeout},
+        },
+        # No connection at app start (a producer that never stores a result never connects);
+        # Celery still creates its tables the first time a process opens a session.
+        "database_create_tables_at_setup": False,
+        # One pooled session per child, not one per store (Celery's default, kept explicit).
+        "database_short_lived_sessions": False,
+        # Celery retries a store 3 times within milliseconds by default, then the result is
+        # lost (BackendStoreError): retry with backoff through a database restart instead.
+        **_store_retries(settings.result_db_retry_seconds),
+    }
+
+
+# Backoff between store attempts: Celery sleeps a random time up to
+# min(max, base * 2**attempt) (full jitter), so one attempt every ~2.5 s on average once capped.
+_RETRY_BASE_MS = 100
+_RETRY_MAX_MS = 5000
+
+
+def _store_retries(seconds: int) -> dict[str, Any]:
+    """Celery's result_backend_* retry settings that keep retrying for about `seconds`."""
+    attempts, expected_ms = 0, 0.0
+    while expected_ms < seconds * 1000:
+        attempts += 1
+        expected_ms += min(_RETRY_MAX_MS, _RETRY_BASE_MS * 2**attempts) / 2
+    return {
+        "result_backend_always_retry": True,
+        "result_backend_max_retries": attempts,
+        "result_backend_base_sleep_between_retries_ms": _RETRY_BASE_MS,
+        "result_backend_max_sleep_between_retries_ms": _RETRY_MAX_MS,
+    }
+
+
 def build_config(settings: FleetSettings, catalog: QueueCatalog = CATALOG) -> dict[str, Any]:
     options = transport_options(settings)
     return {
         "broker_url": settings.broker_url.get_secret_value(),
-        "result_backend": settings.result_backend_url,
+        **result_backend_config(settings),
         "broker_transport_options": options,
-        # The result backend honours visibility_timeout too; keep it identical.
-        "result_backend_transport_options": dict(options),
         "broker_connection_retry_on_startup": True,
         # JSON only: pickle from an untrusted broker is remote code execution.
         "task_serializer": "json",
@@ -57,7 +109,10 @@ def build_config(settings: FleetSettings, catalog: QueueCatalog = CATALOG) -> di
         # limits the worker sets at start (service.worker.hooks.apply_queue_defaults).
         # Results are stored only for tasks that opt in (`ignore_result=False` on the task or
         # the call): a stored result costs GET + SETEX + PUBLISH per task, for nobody when
-        # the caller never reads it. Stored ones expire after a day: no unbounded growth.
+        # the caller never reads it. Stored ones expire after a day: no unbounded growth
+        # (Redis: key TTL; PostgreSQL: beat's daily `celery.backend_cleanup`). Extended
+        # records (name, args, kwargs, worker, queue) are masked like DLQ entries
+        # (service.results.masking).
         "task_ignore_result": True,
         "result_expires": settings.result_expires,
         "result_extended": True,

@@ -24,9 +24,15 @@ from service.catalog.naming import (
 from service.catalog.queues import CATALOG
 from service.config.redis_url import check_redis_url
 from service.errors import SettingsError
+from service.results.urls import (
+    BackendKind,
+    backend_kind,
+    check_result_backend_url,
+)
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["json", "text"]
+ResultCompression = Literal["gzip", "zlib", "bzip2", "lzma"]
 
 
 def _check_redis_url(value: SecretStr | None) -> SecretStr | None:
@@ -64,6 +70,16 @@ class FleetSettings(BaseSettings):
     priority_sep: str = KOMBU_DEFAULT_SEP
 
     result_expires: int = Field(default=86_400, ge=60)
+    # Stored results compressed with this codec (kombu's names); Redis only: Celery's
+    # database backend cannot hold compressed payloads and ignores the setting.
+    result_compression: ResultCompression | None = None
+    # PostgreSQL results: SQLAlchemy pool per worker process (a prefork child runs one task
+    # at a time), and how long a connection attempt may take before the store is retried.
+    result_db_pool_size: int = Field(default=2, ge=1, le=50)
+    result_db_connect_timeout: int = Field(default=10, ge=1, le=300)
+    # How long a worker keeps retrying a store while PostgreSQL is unreachable (a restart,
+    # a Multi-AZ failover takes 1-2 minutes) before the result is given up.
+    result_db_retry_seconds: int = Field(default=180, ge=0, le=3600)
     # Task events (what Flower's task views are built from): 3 PUBLISH per task plus a
     # worker heartbeat every 2 s; off unless something reads them.
     task_events: bool = False
@@ -104,10 +120,26 @@ class FleetSettings(BaseSettings):
     flower_port: int = Field(default=FLOWER_PORT, ge=1, le=65535)
     flower_basic_auth: SecretStr | None = None  # "user:password"
 
-    @field_validator("broker_url", "result_backend", "dlq_url")
+    @field_validator("broker_url", "dlq_url")
     @classmethod
     def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
         return _check_redis_url(value)
+
+    @field_validator("result_backend")
+    @classmethod
+    def _result_backend_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        return SecretStr(check_result_backend_url(value.get_secret_value()))
+
+    @model_validator(mode="after")
+    def _compression_fits_the_backend(self) -> FleetSettings:
+        if self.result_compression is not None and self.result_backend_kind == "postgresql":
+            raise ValueError(
+                "FLEET_RESULT_COMPRESSION: Celery's database backend stores results "
+                "uncompressed and would ignore it; unset it for a PostgreSQL result backend"
+            )
+        return self
 
     @field_validator("priority_steps")
     @classmethod
@@ -152,6 +184,10 @@ class FleetSettings(BaseSettings):
     def result_backend_url(self) -> str:
         backend = self.result_backend or self.broker_url
         return backend.get_secret_value()
+
+    @property
+    def result_backend_kind(self) -> BackendKind:
+        return backend_kind(self.result_backend_url)
 
     @property
     def dlq_redis_url(self) -> str:

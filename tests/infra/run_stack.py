@@ -22,6 +22,7 @@ PROJECT = "celery-fleet"
 ENDPOINT = "master.celery-fleet.abc123.euw1.cache.amazonaws.com"
 CONFIG_ENDPOINT = "clustercfg.celery-fleet.abc123.euw1.cache.amazonaws.com"
 SERVERLESS_ENDPOINT = "celery-fleet-prod-abc123.serverless.euw1.cache.amazonaws.com"
+RDS_ENDPOINT = "results-db.abc123.eu-west-1.rds.amazonaws.com"
 
 
 class Recorder(pulumi.runtime.Mocks):
@@ -39,6 +40,9 @@ class Recorder(pulumi.runtime.Mocks):
             state["configurationEndpointAddress"] = CONFIG_ENDPOINT
         elif args.typ == "aws:elasticache/serverlessCache:ServerlessCache":
             state["endpoints"] = [{"address": SERVERLESS_ENDPOINT, "port": 6379}]
+        elif args.typ == "aws:rds/instance:Instance":
+            state["address"] = RDS_ENDPOINT
+            state.setdefault("identifier", args.name)
         elif args.typ.startswith("aws:") and "name" not in state:
             state["name"] = args.name
         self.resources.append({"type": args.typ, "name": args.name, "inputs": args.inputs})
