@@ -16,6 +16,7 @@ import typer
 
 from service.catalog.queues import CATALOG
 from service.cli_support import error
+from service.config.settings import get_settings
 from service.dlq.reasons import Reason
 from service.dlq.store_reads import Filter
 from service.redaction import mask_text
@@ -146,6 +147,4 @@ def redis_errors(command: _Command) -> _Command:
 
 
 def sensitive_keys() -> tuple[str, ...]:
-    from service.config.settings import get_settings
-
     return get_settings().sensitive_keys

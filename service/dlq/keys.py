@@ -9,20 +9,17 @@ Across queues, members "Q|id":
   fleet:dlq:stats        hash  "Q|R" -> count
   fleet:dlq:replaying    hash  id -> claim of a replay in flight (DLQ on its own Redis)
 Around the DLQ:
-  fleet:quarantine       hash  "<list key>|sha1" -> bytes a pop took that cjson cannot read
-  fleet:first-failure:T  string  when task T first failed (the entry's first_failure_at)"""
+  fleet:first-failure:T  string  when task T first failed (the entry's first_failure_at)
+(The transport's quarantine key is named in service.catalog.naming.)"""
 
 from __future__ import annotations
 
-import hashlib
-
-from service.task_names import bounded
+from service.task_names import task_label
 
 DLQ_PREFIX = "fleet:dlq"
 GLOBAL_INDEX = f"{DLQ_PREFIX}:index"
 STATS_KEY = f"{DLQ_PREFIX}:stats"
 CLAIMS_KEY = f"{DLQ_PREFIX}:replaying"
-QUARANTINE_KEY = "fleet:quarantine"
 FIRST_FAILURE_PREFIX = "fleet:first-failure"
 
 
@@ -47,7 +44,7 @@ def reason_index_key(reason: str) -> str:
 
 def task_index_key(task_name: str) -> str:
     # Unregistered names share one index: their number is up to whoever sends messages.
-    return f"{DLQ_PREFIX}:by-task:{bounded(task_name)}"
+    return f"{DLQ_PREFIX}:by-task:{task_label(task_name)}"
 
 
 def first_failure_key(task_id: str) -> str:
@@ -62,15 +59,6 @@ def member(queue: str, entry_id: str) -> str:
 def split_member(value: str) -> tuple[str, str]:
     queue, _, entry_id = value.partition("|")
     return queue, entry_id
-
-
-def quarantine_field(list_key: str, item: bytes) -> str:
-    return f"{list_key}|{hashlib.sha1(item).hexdigest()}"
-
-
-def quarantine_list_key(field: str) -> str:
-    """The list a quarantined item was popped from (the inverse of quarantine_field)."""
-    return field.rsplit("|", 1)[0]
 
 
 def entry_keys(queue: str, reason: str, task_name: str) -> list[str]:

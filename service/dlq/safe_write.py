@@ -20,6 +20,7 @@ from typing import Any
 
 import redis
 
+from service.config.settings import get_settings
 from service.dlq.entry import DLQEntry, Envelope
 from service.dlq.store import DLQStore
 from service.redaction import mask_text
@@ -78,8 +79,6 @@ def _envelope_json_ok(envelope: Envelope) -> Envelope:
 
 def minimal_entry(entry: Mapping[str, object], error: BaseException) -> DLQEntry:
     """Only plain bounded strings and numbers: this entry cannot fail for its content."""
-    from service.config.settings import get_settings
-
     keys = get_settings().sensitive_keys
     reason = safe_text(entry.get("reason"), 100)
     task_name = safe_text(entry.get("task_name") or "(unknown)", 300)

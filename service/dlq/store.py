@@ -17,6 +17,7 @@ import redis
 from service.catalog.naming import (
     KOMBU_DEFAULT_PRIORITY_STEPS,
     KOMBU_DEFAULT_SEP,
+    SENT_AT_HEADER,
     priority_list_key,
     wake_key,
 )
@@ -24,7 +25,6 @@ from service.dlq.entry import DLQEntry, Envelope
 from service.dlq.keys import CLAIMS_KEY, entry_keys, member
 from service.dlq.store_reads import DLQReader, Filter, as_text
 from service.dlq.store_scripts import ADD, REMOVE
-from service.exporter.queue_stats import SENT_AT_HEADER
 
 __all__ = ["DLQStore", "Filter"]
 

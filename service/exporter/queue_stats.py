@@ -12,13 +12,11 @@ from typing import Any
 
 import redis
 
-from service.catalog.naming import priority_list_keys
+from service.catalog.naming import SENT_AT_HEADER, priority_list_keys
 from service.catalog.queues import CATALOG, QueueCatalog
 from service.config.redis_client import broker_redis, dlq_redis
 from service.config.settings import FleetSettings, get_settings
 from service.dlq.keys import index_key as dlq_index_key
-
-SENT_AT_HEADER = "fleet_sent_at"
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,7 @@ class FleetTask(Task[Any, Any]):
     """Shared policy: JSON-only, late ack, backoff with jitter, dead-lettering."""
 
     abstract = True
-    # Dead-letters hard time-limit kills from the worker's main process.
-    Request = "service.dlq.request:FleetRequest"
+    # Request: FleetRequest (dead-letters hard time-limit kills), set by the app factory.
     acks_late = True
     reject_on_worker_lost = True
     # Exponential backoff with full jitter, capped, so a burst of failures does not retry in

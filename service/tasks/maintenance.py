@@ -8,6 +8,7 @@ import time
 from celery import shared_task
 
 from service.config.settings import get_settings
+from service.exporter.queue_stats import read_queue_stats
 from service.tasks.base import FleetTask
 
 logger = logging.getLogger(__name__)
@@ -16,8 +17,6 @@ logger = logging.getLogger(__name__)
 @shared_task(base=FleetTask, name="service.tasks.maintenance.snapshot_queues")
 def snapshot_queues() -> dict[str, dict[str, int]]:
     """Log every queue's backlog and DLQ size: a trail in the logs even without Prometheus."""
-    from service.exporter.queue_stats import read_queue_stats
-
     stats = read_queue_stats()
     snapshot = {
         name: {"waiting": s.length, "dead_letters": s.dlq_length} for name, s in stats.items()

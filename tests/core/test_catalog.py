@@ -110,7 +110,7 @@ def test_priority_list_keys_most_urgent_first() -> None:
     ],
 )
 def test_queue_for_delivery(delivery_info: dict[str, str] | None, queue: str) -> None:
-    from service.dlq.capture import queue_for_delivery
+    from service.catalog.routing import queue_for_delivery
 
     assert queue_for_delivery(delivery_info) == queue
 

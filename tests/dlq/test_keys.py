@@ -8,8 +8,17 @@ from collections.abc import Callable
 
 import pytest
 
+from service import task_names
+from service.catalog import naming
 from service.dlq import keys
-from service.task_names import UNREGISTERED
+from service.task_names import UNREGISTERED, TaskNamesUnknown
+
+
+@pytest.fixture(autouse=True)
+def registered_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The names an app would install (service.app_factory), without building one."""
+    monkeypatch.setattr(task_names, "_source", lambda: ["service.tasks.email.send_email"])
+    monkeypatch.setattr(task_names, "_registered", None)
 
 
 @pytest.mark.parametrize(
@@ -38,11 +47,14 @@ def test_derived_keys(derive: Callable[[str], str], argument: str, expected: str
         ("GLOBAL_INDEX", "fleet:dlq:index"),
         ("STATS_KEY", "fleet:dlq:stats"),
         ("CLAIMS_KEY", "fleet:dlq:replaying"),
-        ("QUARANTINE_KEY", "fleet:quarantine"),
     ],
 )
 def test_fixed_keys(name: str, expected: str) -> None:
     assert getattr(keys, name) == expected
+
+
+def test_quarantine_key() -> None:
+    assert naming.QUARANTINE_KEY == "fleet:quarantine"
 
 
 @pytest.mark.parametrize(
@@ -55,9 +67,9 @@ def test_member_round_trips(queue: str, entry_id: str) -> None:
 @pytest.mark.parametrize("list_key", ["default", "email\x06\x163", "a|b"])
 def test_quarantine_field_names_its_list(list_key: str) -> None:
     item = b"\xff not a message"
-    field = keys.quarantine_field(list_key, item)
+    field = naming.quarantine_field(list_key, item)
     assert field == f"{list_key}|{hashlib.sha1(item).hexdigest()}"
-    assert keys.quarantine_list_key(field) == list_key
+    assert naming.quarantine_list_key(field) == list_key
 
 
 def test_entry_keys_are_in_script_order() -> None:
@@ -70,3 +82,11 @@ def test_entry_keys_are_in_script_order() -> None:
         f"fleet:dlq:by-task:{UNREGISTERED}",
         "fleet:dlq:stats",
     ]
+
+
+def test_task_names_need_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Capping a name before any app installed its task names is an error, not a guess: a
+    guess would write index keys that `fleet dlq` cannot find again."""
+    monkeypatch.setattr(task_names, "_source", None)
+    with pytest.raises(TaskNamesUnknown, match="create the app first"):
+        keys.task_index_key("service.tasks.email.send_email")

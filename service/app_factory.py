@@ -1,0 +1,127 @@
+"""The Celery app, assembled: `celery -A service worker -Q <queue>` loads `service.app`.
+
+The factory stands above every layer it plugs into Celery, so the layers below never import
+the app (or each other upward): each offers its piece, and EXTENSIONS below is the one list
+of how celery-fleet extends Celery and kombu. Nothing else registers with them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from celery import Celery
+
+from service import task_names, transport
+from service.config.celery_app import FleetCelery, max_delay_seconds
+from service.config.celeryconfig import build_config
+from service.config.settings import FleetSettings, get_settings
+from service.dlq import listeners
+from service.dlq.capture import capture_raw
+from service.dlq.consumer import FleetConsumer
+from service.dlq.request import FleetRequest
+from service.tasks import beat
+from service.tasks.base import FleetTask
+from service.transport.quarantine import send_poison_to
+from service.worker import hooks
+from service.worker.heartbeat import HeartbeatStep
+from service.worker.metrics import task_metrics
+
+TASK_MODULES = (
+    "service.tasks.diagnostics",
+    "service.tasks.email",
+    "service.tasks.reports",
+    "service.tasks.analytics",
+    "service.tasks.maintenance",
+)
+
+
+@dataclass(frozen=True)
+class Extension:
+    """One way celery-fleet extends Celery or kombu: where, with what, and how it is put in."""
+
+    point: str
+    piece: object
+    install: Callable[[Celery], None]
+
+
+def _use_fleet_consumer(app: Celery) -> None:
+    # Celery resolves worker_consumer with symbol_by_name, which passes a class through
+    # (celery/worker/components.py, Consumer.create -> instantiate).
+    app.conf.worker_consumer = FleetConsumer
+
+
+def _use_fleet_request(app: Celery) -> None:
+    # Celery reads Task.Request at worker start through symbol_by_name, which passes a class
+    # through (celery/worker/strategy.py, default); the stubs type it as a dotted path only.
+    FleetTask.Request = FleetRequest  # type: ignore[assignment]
+
+
+def _registered_names(app: Celery) -> Callable[[], Iterable[str]]:
+    def names() -> Iterable[str]:
+        app.loader.import_default_modules()
+        return list(app.tasks)
+
+    return names
+
+
+# Order matters once: the transport is registered before the app first connects.
+EXTENSIONS: tuple[Extension, ...] = (
+    Extension(
+        "kombu transport for redis:// and rediss:// (an alias kombu resolves by path)",
+        transport.Transport,
+        lambda app: transport.register(),
+    ),
+    Extension(
+        "transport: where bytes that are not a message go (quarantine, then the DLQ)",
+        capture_raw,
+        lambda app: send_poison_to(capture_raw),
+    ),
+    Extension(
+        "DLQ: who counts each dead-lettered message (the worker's metrics)",
+        task_metrics.dead_lettered,
+        lambda app: listeners.on_dead_lettered(task_metrics.dead_lettered),
+    ),
+    Extension(
+        "task names that may become metric labels and DLQ index keys",
+        task_names.use,
+        lambda app: task_names.use(_registered_names(app)),
+    ),
+    Extension(
+        "worker_consumer: screens every message, dead-letters poison",
+        FleetConsumer,
+        _use_fleet_consumer,
+    ),
+    Extension(
+        "Task.Request of FleetTask: dead-letters hard time-limit kills",
+        FleetRequest,
+        _use_fleet_request,
+    ),
+    Extension(
+        "signals: queue defaults, publish headers, task metrics, logging",
+        hooks.SIGNAL_HANDLERS,
+        lambda app: hooks.connect_signals(),
+    ),
+    Extension(
+        "consumer bootstep: the liveness heartbeat file",
+        HeartbeatStep,
+        lambda app: app.steps["consumer"].add(HeartbeatStep),
+    ),
+    Extension(
+        "beat_schedule: the periodic tasks",
+        beat.schedule,
+        lambda app: app.conf.update(beat_schedule=beat.schedule()),
+    ),
+)
+
+
+def create_app(settings: FleetSettings | None = None) -> Celery:
+    settings = settings or get_settings()
+    celery_app = FleetCelery("service", include=list(TASK_MODULES))
+    celery_app.fleet_max_delay = max_delay_seconds(settings)
+    celery_app.conf.update(build_config(settings))
+    for extension in EXTENSIONS:
+        extension.install(celery_app)
+    return celery_app
+
+
+app = create_app()
