@@ -52,6 +52,8 @@ lock:
 lint: $(STAMP)
 	$(BIN)/ruff check service infra dashboards policy tests benchmarks
 	$(BIN)/ruff format --check service infra dashboards policy tests benchmarks
+	# The architecture: layers, nevers and no cycles ([tool.importlinter] in pyproject.toml).
+	$(BIN)/lint-imports
 	$(MAKE) --no-print-directory lint-ci
 
 # CI definitions and the Dockerfile, offline: vendored schemas, zizmor without its online audits.

@@ -23,6 +23,7 @@ import redis
 from service.config.settings import get_settings
 from service.dlq.entry import DLQEntry, Envelope
 from service.dlq.store import DLQStore
+from service.errors import FleetError
 from service.redaction import mask_text
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ _TEXT_CHARS = 2_000
 _UNAVAILABLE_REPLIES = ("OOM", "READONLY", "LOADING", "MASTERDOWN", "MISCONF", "BUSY", "NOREPLICAS")
 
 
-class RedisUnavailable(Exception):
+class RedisUnavailable(FleetError):
     """Redis could not take the write now (down, full, read-only): back off and try again."""
 
 

@@ -22,6 +22,7 @@ from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
+from service.errors import FleetError
 from service.transport.envelope import MalformedEnvelope, check_envelope
 from service.transport.quarantine import dead_letter_poison
 
@@ -39,7 +40,7 @@ def warn_throttled(key: str, message: str, *args: Any) -> None:
         logger.warning(message, *args)
 
 
-class RestoreRefused(Exception):
+class RestoreRefused(FleetError):
     """Redis refused a restore write (e.g. OOM under noeviction); the record is kept."""
 
 

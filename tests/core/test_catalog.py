@@ -15,7 +15,8 @@ from service.catalog.naming import (
     worker_deployment_name,
     worker_pdb_name,
 )
-from service.catalog.queues import CATALOG, Autoscaling, CatalogError, QueueCatalog, QueueSpec
+from service.catalog.queues import CATALOG, Autoscaling, QueueCatalog, QueueSpec
+from service.errors import CatalogError
 
 
 def spec(**overrides: object) -> QueueSpec:
