@@ -56,7 +56,7 @@ def resources(r: Resources) -> k8s.core.v1.ResourceRequirementsArgsDict:
     return {"requests": {"cpu": r.cpu_request, "memory": r.memory_request}, "limits": limits}
 
 
-def scratch(name: str, path: str, size: str = "64Mi") -> tuple[Volume, VolumeMount]:
+def empty_dir(name: str, path: str, size: str = "64Mi") -> tuple[Volume, VolumeMount]:
     """A writable emptyDir, bounded so a runaway writer cannot fill the node's disk."""
     return (
         {"name": name, "empty_dir": {"size_limit": size}},
@@ -88,7 +88,6 @@ def app_env(cfg: FleetConfig) -> list[EnvVar]:
 
 
 def pod_spec(
-    cfg: FleetConfig,
     containers: Sequence[Container],
     volumes: Sequence[Volume],
     *,
