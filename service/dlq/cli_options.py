@@ -17,8 +17,8 @@ import typer
 from service.catalog.queues import CATALOG
 from service.cli_support import error
 from service.config.settings import get_settings
+from service.dlq.query import Filter
 from service.dlq.reasons import Reason
-from service.dlq.store_reads import Filter
 from service.redaction import mask_text
 
 _Command = TypeVar("_Command", bound=Callable[..., Any])

@@ -1,6 +1,6 @@
-"""Writing the dead-letter store: add, replay, purge, each one Lua script (atomic, O(log n);
-scripts in service.dlq.store_scripts, key layout in service.dlq.keys). Reads are inherited
-from service.dlq.store_reads.
+"""The dead-letter store. Writes (add, replay, purge) are each one Lua script (atomic,
+O(log n); scripts in service.dlq.store_scripts, key layout in service.dlq.keys); reads need
+no script: each is one command or one pipelined round trip.
 
 The envelope is the message as it sat in the broker list (same bytes and secrets as before it
 failed); entries shown to humans have sensitive kwargs masked."""
@@ -10,7 +10,8 @@ from __future__ import annotations
 import base64
 import json
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, cast
 
 import redis
 
@@ -22,14 +23,25 @@ from service.catalog.naming import (
     wake_key,
 )
 from service.dlq.entry import DLQEntry, Envelope
-from service.dlq.keys import CLAIMS_KEY, entry_keys, member
-from service.dlq.store_reads import DLQReader, Filter, as_text
+from service.dlq.keys import (
+    CLAIMS_KEY,
+    GLOBAL_INDEX,
+    STATS_KEY,
+    entries_key,
+    entry_keys,
+    envelopes_key,
+    index_key,
+    member,
+    split_member,
+)
+from service.dlq.query import Filter
 from service.dlq.store_scripts import ADD, REMOVE
+from service.errors import DLQError
 
 __all__ = ["DLQStore", "Filter"]
 
 
-class DLQStore(DLQReader):
+class DLQStore:
     """Atomic dead-letter operations on one Redis (the broker's, so replay is one script)."""
 
     def __init__(
@@ -42,12 +54,104 @@ class DLQStore(DLQReader):
         """`broker`: the broker's Redis when the DLQ lives elsewhere. Then replay cannot be
         one script; it claims the entry (atomic), pushes it, then drops the claim, and a
         claim left by a crash is pushed by the next replay (at least once, never lost)."""
-        super().__init__(client)
+        self.client = client
         self.broker = broker
         self.priority_steps = priority_steps
         self.priority_sep = priority_sep
         self._add = client.register_script(ADD)
         self._remove = client.register_script(REMOVE)
+
+    # Reads: one command or one pipelined round trip each.
+
+    def get(self, queue: str, entry_id: str) -> DLQEntry | None:
+        raw = self.client.hget(entries_key(queue), entry_id)
+        return None if raw is None else load_entry(raw)
+
+    def find(self, entry_id: str, queues: tuple[str, ...]) -> DLQEntry:
+        """Look an id up across queues (ids are unique per queue; first match wins)."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                pipe.hget(entries_key(queue), entry_id)
+            found = pipe.execute()
+        for raw in found:
+            if raw is not None:
+                return load_entry(raw)
+        raise DLQError(f"no dead-letter entry with id {entry_id!r}")
+
+    def envelope(self, queue: str, entry_id: str) -> Envelope | None:
+        raw = self.client.hget(envelopes_key(queue), entry_id)
+        return None if raw is None else dict(json.loads(raw))
+
+    def page(self, flt: Filter, offset: int = 0, limit: int = 50) -> list[DLQEntry]:
+        """Entries matching `flt`, newest first. Cost: O(log n + offset + scanned)."""
+        return list(self.iter_entries(flt, offset=offset, limit=limit))
+
+    def iter_entries(
+        self, flt: Filter, offset: int = 0, limit: int | None = None, batch: int = 500
+    ) -> Iterator[DLQEntry]:
+        per_queue = flt.queue_only()
+        key = flt.index_key()
+        high = "+inf" if flt.until_ms is None else str(flt.until_ms)
+        low = "-inf" if flt.since_ms is None else str(flt.since_ms)
+        skipped = yielded = 0
+        cursor = 0
+        if limit is not None:
+            batch = min(batch, offset + limit)  # a first page of 50 reads 50, not 500
+        while limit is None or yielded < limit:
+            members = self.client.zrevrangebyscore(key, high, low, start=cursor, num=batch)
+            if not members:
+                return
+            cursor += len(members)
+            pairs = [
+                (str(flt.queue), as_text(m)) if per_queue else split_member(as_text(m))
+                for m in members
+            ]
+            with self.client.pipeline(transaction=False) as pipe:
+                for queue, entry_id in pairs:
+                    pipe.hget(entries_key(str(queue)), entry_id)
+                raws = pipe.execute()
+            for raw in raws:
+                if raw is None:
+                    continue  # removed between the two reads
+                entry = load_entry(raw)
+                if not flt.matches(entry):
+                    continue
+                if skipped < offset:
+                    skipped += 1
+                    continue
+                yield entry
+                yielded += 1
+                if limit is not None and yielded >= limit:
+                    return
+
+    def count(self, flt: Filter) -> int:
+        if (
+            flt.task_name is None
+            and flt.reason is None
+            and flt.since_ms is None
+            and flt.until_ms is None
+        ):
+            if flt.queue is None:
+                return int(self.client.zcard(GLOBAL_INDEX))
+            return int(self.client.zcard(index_key(flt.queue)))
+        return sum(1 for _ in self.iter_entries(flt))
+
+    def lengths(self, queues: tuple[str, ...]) -> dict[str, int]:
+        with self.client.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                pipe.zcard(index_key(queue))
+            counts = pipe.execute()
+        return {queue: int(n) for queue, n in zip(queues, counts, strict=True)}
+
+    def stats(self) -> dict[tuple[str, str], int]:
+        raw = self.client.hgetall(STATS_KEY)
+        result: dict[tuple[str, str], int] = {}
+        for field, value in raw.items():
+            queue, reason = split_member(as_text(field))
+            result[(queue, reason)] = int(value)
+        return result
+
+    # Writes: one Lua script each.
 
     def add(self, entry: DLQEntry, envelope: Envelope) -> bool:
         """Store one entry; True if new, False if it updated an existing one (redelivery)."""
@@ -163,3 +267,11 @@ class DLQStore(DLQReader):
             keys.append(destination)
         args = [entry_id, member(queue, entry_id), member(queue, entry["reason"]), message, mode]
         return bool(self._remove(keys=keys, args=args))
+
+
+def load_entry(raw: Any) -> DLQEntry:
+    return cast(DLQEntry, json.loads(raw))
+
+
+def as_text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
