@@ -103,4 +103,4 @@ dev: setup
 	$(BIN)/fleet dev
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache
