@@ -20,7 +20,6 @@ from service.dlq.capture import capture_raw
 from service.dlq.consumer import FleetConsumer
 from service.dlq.request import FleetRequest
 from service.tasks import beat
-from service.tasks.base import FleetTask
 from service.transport.quarantine import send_poison_to
 from service.worker import hooks
 from service.worker.heartbeat import HeartbeatStep
@@ -41,19 +40,14 @@ class Extension:
 
     point: str
     piece: object
-    install: Callable[[Celery], None]
+    # None: the piece is set where Celery reads it, named in `point` (a class attribute).
+    install: Callable[[Celery], None] | None
 
 
 def _use_fleet_consumer(app: Celery) -> None:
     # Celery resolves worker_consumer with symbol_by_name, which passes a class through
     # (celery/worker/components.py, Consumer.create -> instantiate).
     app.conf.worker_consumer = FleetConsumer
-
-
-def _use_fleet_request(app: Celery) -> None:
-    # Celery reads Task.Request at worker start through symbol_by_name, which passes a class
-    # through (celery/worker/strategy.py, default); the stubs type it as a dotted path only.
-    FleetTask.Request = FleetRequest  # type: ignore[assignment]
 
 
 def _registered_names(app: Celery) -> Callable[[], Iterable[str]]:
@@ -92,9 +86,10 @@ EXTENSIONS: tuple[Extension, ...] = (
         _use_fleet_consumer,
     ),
     Extension(
-        "Task.Request of FleetTask: dead-letters hard time-limit kills",
+        "Task.Request, set on FleetTask (service/tasks/base.py): dead-letters hard time-limit "
+        "kills",
         FleetRequest,
-        _use_fleet_request,
+        None,
     ),
     Extension(
         "signals: queue defaults, publish headers, task metrics, logging",
@@ -120,7 +115,8 @@ def create_app(settings: FleetSettings | None = None) -> Celery:
     celery_app.fleet_max_delay = max_delay_seconds(settings)
     celery_app.conf.update(build_config(settings))
     for extension in EXTENSIONS:
-        extension.install(celery_app)
+        if extension.install is not None:
+            extension.install(celery_app)
     return celery_app
 
 
