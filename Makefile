@@ -71,6 +71,8 @@ lock:
 lint: $(STAMP)
 	$(BIN)/ruff check service infra dashboards policy tests benchmarks
 	$(BIN)/ruff format --check service infra dashboards policy tests benchmarks
+	# The architecture: layers, nevers and no cycles ([tool.importlinter] in pyproject.toml).
+	$(BIN)/lint-imports
 	$(MAKE) --no-print-directory lint-ci
 
 # CI definitions and the Dockerfile, offline: vendored schemas, zizmor without its online audits.
@@ -131,4 +133,4 @@ dev: setup
 	$(BIN)/fleet dev
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache

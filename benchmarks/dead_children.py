@@ -17,6 +17,8 @@ import sys
 
 from prometheus_client import values
 
+from service import task_names
+
 # Linux's PID_MAX_LIMIT (2**22): no process anywhere has a pid at or above it.
 FIRST_DEAD_PID = 4_194_304
 
@@ -48,6 +50,8 @@ def play_child(seed: int) -> None:
 
 def main(children: int, live_pid: int) -> None:
     directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    # The task names a worker's app would register (labels are capped to them); no app here.
+    task_names.use(lambda: [task for _, task in TASKS])
     pid = [FIRST_DEAD_PID]
     # Before service.worker.metrics is imported, so every labelled child value uses this class.
     values.ValueClass = values.MultiProcessValue(lambda: pid[0])

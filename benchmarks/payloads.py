@@ -9,7 +9,7 @@ from typing import Any
 from envelopes import call_body
 from envelopes import envelope as raw_envelope
 
-from service.exporter.queue_stats import SENT_AT_HEADER
+from service.catalog.naming import SENT_AT_HEADER
 
 NOOP = "service.tasks.diagnostics.noop"
 

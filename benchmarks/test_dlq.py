@@ -12,6 +12,7 @@ import redis
 import results
 from payloads import dlq_item
 
+from service import app
 from service.catalog.queues import CATALOG
 from service.config.settings import get_settings
 from service.dlq.store import DLQStore, Filter
@@ -33,6 +34,8 @@ def _fill(dlq: DLQStore, size: int) -> None:
 
 
 def _store(client: redis.Redis) -> DLQStore:
+    # The app registers the task names the store's index keys are capped to, as in a worker.
+    app.loader.import_default_modules()
     settings = get_settings()
     return DLQStore(client, settings.priority_steps, settings.priority_sep)
 

@@ -49,7 +49,7 @@ def postgres() -> Iterator[PostgresServer]:
 
 
 def _app(monkeypatch: pytest.MonkeyPatch, broker: str, backend: str, **env: str) -> Any:
-    from service.config.celery_app import create_app
+    from service.app_factory import create_app
     from service.config.settings import load_settings
 
     with monkeypatch.context() as patch:

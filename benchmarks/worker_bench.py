@@ -71,7 +71,7 @@ def _producer(variant: Variant, url: str) -> Any:
     os.environ["CELERY_BROKER_URL"] = url
     try:
         if variant.fleet:
-            from service.config.celery_app import create_app
+            from service.app_factory import create_app
             from service.config.settings import FleetSettings
 
             app = create_app(FleetSettings())

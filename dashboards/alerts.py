@@ -154,11 +154,12 @@ def _queue_alerts(catalog: QueueCatalog) -> Iterator[Alert]:
             severity="warning",
             summary=f"Queue {queue.name}: {{{{ $value }}}} tasks waiting",
             description=f"Queue {queue.name} has had more than {threshold} waiting tasks "
-            f"(max_replicas {queue.autoscaling.max_replicas} x backlog_per_replica "
+            f"(maxReplicas {queue.autoscaling.max_replicas} x backlogPerReplica "
             f"{queue.autoscaling.backlog_per_replica}) for 15 minutes.",
             runbook="Check replicas desired vs current and the task rate on the queue "
             "dashboard. Pods pending: add cluster capacity. Replicas at max: raise "
-            "max_replicas for the stack. Throughput fell: look for a slow dependency.",
+            f"queues.{queue.name}.maxReplicas in Pulumi.<stack>.yaml. Throughput fell: look "
+            "for a slow dependency.",
             dashboard=queue_dashboard(queue.name),
             labels=(("queue", queue.name),),
         )
@@ -227,7 +228,7 @@ def _autoscaling_alerts(catalog: QueueCatalog) -> Iterator[Alert]:
             summary=f"Queue {queue.name}: worker autoscaler pinned at max replicas",
             description=f"The autoscaler of queue {queue.name} has run at its maximum of "
             "replicas for 15 minutes; a growing backlog will not be absorbed.",
-            runbook="If the backlog grows, raise max_replicas for this queue in "
+            runbook=f"If the backlog grows, raise queues.{queue.name}.maxReplicas in "
             "Pulumi.<stack>.yaml (mind cluster capacity and Redis connections); if the "
             "backlog is flat, the workers are slow: see task duration on the queue dashboard.",
             dashboard=queue_dashboard(queue.name),

@@ -8,14 +8,12 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.config import FleetConfig
 from infra.labels import selector
 from infra.podspec import Container, Volume, pod_spec
 
 
 def single_replica_deployment(
     resource_name: str,
-    cfg: FleetConfig,
     name: str,
     namespace: pulumi.Input[str],
     labels: dict[str, str],
@@ -31,7 +29,7 @@ def single_replica_deployment(
         "selector": {"match_labels": selector(labels)},
         "template": {
             "metadata": {"labels": labels},
-            "spec": pod_spec(cfg, [container], volumes),
+            "spec": pod_spec([container], volumes),
         },
     }
     if strategy is not None:

@@ -9,7 +9,7 @@ from infra.app_workload import single_replica_deployment
 from infra.config import FleetConfig, Resources
 from infra.labels import app_labels
 from infra.names import BEAT
-from infra.podspec import app_container, env, scratch
+from infra.podspec import app_container, empty_dir, env
 
 SCHEDULE_DIR = "/var/run/fleet-beat"
 SCHEDULE_FILE = f"{SCHEDULE_DIR}/celerybeat-schedule"
@@ -30,8 +30,8 @@ class Beat(pulumi.ComponentResource):
     ) -> None:
         super().__init__("celery-fleet:k8s:Beat", resource_name, None, opts)
         labels = app_labels("celery-beat", BEAT, "beat")
-        state_vol, state_mount = scratch("schedule", SCHEDULE_DIR, "16Mi")
-        tmp_vol, tmp_mount = scratch("tmp", "/tmp")
+        state_vol, state_mount = empty_dir("schedule", SCHEDULE_DIR, "16Mi")
+        tmp_vol, tmp_mount = empty_dir("tmp", "/tmp")
         container = app_container(
             cfg,
             "beat",
@@ -42,7 +42,6 @@ class Beat(pulumi.ComponentResource):
         )
         deployment = single_replica_deployment(
             resource_name,
-            cfg,
             BEAT,
             namespace,
             labels,

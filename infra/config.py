@@ -92,7 +92,7 @@ class QueueConfig(ConfigModel):
             return data
         auto = spec.autoscaling
         defaults = {
-            "minReplicas": max(auto.min_replicas, context["min_floor"]),
+            "minReplicas": max(auto.min_replicas, context["lowest_min_replicas"]),
             "maxReplicas": auto.max_replicas,
             "backlogPerReplica": auto.backlog_per_replica,
         }
@@ -106,7 +106,7 @@ class QueueConfig(ConfigModel):
     def _consistent(self, info: ValidationInfo) -> QueueConfig:
         context: dict[str, Any] = info.context or {}
         spec: QueueSpec = context["spec"]
-        floor = context["min_floor"]
+        floor = context["lowest_min_replicas"]
         if self.min_replicas < floor:
             # The HPA cannot scale to zero without the HPAScaleToZero feature gate; KEDA can.
             raise key_error("minReplicas", f"must be >= {floor} with autoscaler.mode hpa")
@@ -224,7 +224,7 @@ def _queues(
             QueueConfig,
             {} if raw.get(spec.name) is None else raw[spec.name],
             ("queues", spec.name),
-            {"spec": spec, "min_floor": floor},
+            {"spec": spec, "lowest_min_replicas": floor},
         )
         for spec in catalog
     )

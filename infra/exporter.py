@@ -9,7 +9,7 @@ from infra.app_workload import named_port_service, single_replica_deployment
 from infra.config import FleetConfig, Resources
 from infra.labels import app_labels
 from infra.names import EXPORTER, EXPORTER_PORT
-from infra.podspec import app_container, scratch
+from infra.podspec import app_container, empty_dir
 
 EXPORTER_RESOURCES = Resources("50m", "96Mi", "192Mi")
 
@@ -29,7 +29,7 @@ class QueueExporter(pulumi.ComponentResource):
         super().__init__("celery-fleet:k8s:QueueExporter", resource_name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.labels = app_labels("celery-exporter", EXPORTER, "exporter")
-        tmp_vol, tmp_mount = scratch("tmp", "/tmp")
+        tmp_vol, tmp_mount = empty_dir("tmp", "/tmp")
         container = app_container(
             cfg,
             "exporter",
@@ -51,7 +51,7 @@ class QueueExporter(pulumi.ComponentResource):
             "failure_threshold": 3,
         }
         single_replica_deployment(
-            resource_name, cfg, EXPORTER, namespace, self.labels, container, [tmp_vol], child
+            resource_name, EXPORTER, namespace, self.labels, container, [tmp_vol], child
         )
         service = named_port_service(
             resource_name, EXPORTER, namespace, self.labels, "metrics", EXPORTER_PORT, child

@@ -12,7 +12,7 @@ from infra.app_workload import named_port_service, single_replica_deployment
 from infra.config import FleetConfig, Resources
 from infra.labels import app_labels, selector
 from infra.names import FLOWER, FLOWER_AUTH_KEY, FLOWER_PORT, FLOWER_SECRET
-from infra.podspec import app_container, env, scratch, secret_env
+from infra.podspec import app_container, empty_dir, env, secret_env
 from infra.security import namespace_selector
 
 FLOWER_RESOURCES = Resources("100m", "192Mi", "384Mi")
@@ -50,7 +50,7 @@ class Flower(pulumi.ComponentResource):
             string_data={FLOWER_AUTH_KEY: auth},
             opts=child,
         )
-        tmp_vol, tmp_mount = scratch("tmp", "/tmp")
+        tmp_vol, tmp_mount = empty_dir("tmp", "/tmp")
         container = app_container(
             cfg,
             "flower",
@@ -75,7 +75,6 @@ class Flower(pulumi.ComponentResource):
         }
         single_replica_deployment(
             resource_name,
-            cfg,
             FLOWER,
             namespace,
             self.labels,

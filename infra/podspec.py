@@ -15,6 +15,8 @@ from infra.names import (
     SERVICE_ACCOUNT,
     SMTP_PASSWORD_KEY,
 )
+from infra.results_config import ExternalResults, PostgresResults, ResultsConfig
+from infra.results_names import RESULTS_SECRET, RESULTS_URL_KEY
 
 APP_UID = 10001
 
@@ -56,7 +58,7 @@ def resources(r: Resources) -> k8s.core.v1.ResourceRequirementsArgsDict:
     return {"requests": {"cpu": r.cpu_request, "memory": r.memory_request}, "limits": limits}
 
 
-def scratch(name: str, path: str, size: str = "64Mi") -> tuple[Volume, VolumeMount]:
+def empty_dir(name: str, path: str, size: str = "64Mi") -> tuple[Volume, VolumeMount]:
     """A writable emptyDir, bounded so a runaway writer cannot fill the node's disk."""
     return (
         {"name": name, "empty_dir": {"size_limit": size}},
@@ -84,15 +86,11 @@ def app_env(cfg: FleetConfig) -> list[EnvVar]:
     ]
     if cfg.secrets.smtp_password is not None:
         result.append(secret_env("FLEET_SMTP_PASSWORD", APP_SECRET, SMTP_PASSWORD_KEY))
-    # Imported here: infra.results builds its pods with this module's helpers.
-    from infra.results import result_backend_env
-
     result.extend(result_backend_env(cfg.results))
     return result
 
 
 def pod_spec(
-    cfg: FleetConfig,
     containers: Sequence[Container],
     volumes: Sequence[Volume],
     *,
@@ -134,3 +132,12 @@ def app_container(
     if ports:
         container["ports"] = list(ports)
     return container
+
+
+def result_backend_env(results: ResultsConfig) -> list[EnvVar]:
+    """CELERY_RESULT_BACKEND from a Secret (never a literal), or nothing in `redis` mode."""
+    if isinstance(results, ExternalResults):
+        return [secret_env("CELERY_RESULT_BACKEND", results.secret_name, results.secret_key)]
+    if isinstance(results, PostgresResults):
+        return [secret_env("CELERY_RESULT_BACKEND", RESULTS_SECRET, RESULTS_URL_KEY)]
+    return []

@@ -10,20 +10,10 @@ import pulumi_kubernetes as k8s
 
 from infra.labels import app_labels
 from infra.names import PART_OF
-from infra.podspec import EnvVar, secret_env
-from infra.results_config import ExternalResults, PostgresResults, ResultsConfig
+from infra.results_config import PostgresResults, ResultsConfig
 from infra.results_incluster import InClusterPostgres
 from infra.results_names import RESULTS_SECRET, RESULTS_URL_KEY
 from infra.results_postgres import RdsPostgres
-
-
-def result_backend_env(results: ResultsConfig) -> list[EnvVar]:
-    """CELERY_RESULT_BACKEND from a Secret (never a literal), or nothing in `redis` mode."""
-    if isinstance(results, ExternalResults):
-        return [secret_env("CELERY_RESULT_BACKEND", results.secret_name, results.secret_key)]
-    if isinstance(results, PostgresResults):
-        return [secret_env("CELERY_RESULT_BACKEND", RESULTS_SECRET, RESULTS_URL_KEY)]
-    return []
 
 
 class ResultStore(pulumi.ComponentResource):

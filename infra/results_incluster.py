@@ -16,7 +16,7 @@ from infra.podspec import (
     container_security_context,
     pod_security_context,
     resources,
-    scratch,
+    empty_dir,
     secret_env,
 )
 from infra.results_config import PostgresResults
@@ -76,8 +76,8 @@ class InClusterPostgres(pulumi.ComponentResource):
             spec={"type": "ClusterIP", "selector": selector(labels), "ports": ports},
             opts=child,
         )
-        run_volume, run_mount = scratch("run", "/var/run/postgresql", "16Mi")
-        tmp_volume, tmp_mount = scratch("tmp", "/tmp", "64Mi")
+        run_volume, run_mount = empty_dir("run", "/var/run/postgresql", "16Mi")
+        tmp_volume, tmp_mount = empty_dir("tmp", "/tmp", "64Mi")
         ready = ["pg_isready", "-h", "127.0.0.1", "-U", cfg.username, "-d", cfg.database]
         volume_claim: k8s.core.v1.PersistentVolumeClaimSpecArgsDict = {
             "access_modes": ["ReadWriteOnce"],

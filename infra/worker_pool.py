@@ -9,7 +9,7 @@ from infra.autoscaler import QueueAutoscaler
 from infra.config import FleetConfig, QueueConfig
 from infra.labels import selector, worker_labels
 from infra.names import WORKER_METRICS_PORT
-from infra.podspec import app_container, env, pod_spec, scratch
+from infra.podspec import app_container, empty_dir, env, pod_spec
 from service.catalog.naming import worker_deployment_name, worker_pdb_name
 
 METRICS_DIR = "/var/run/fleet-metrics"
@@ -42,9 +42,9 @@ class WorkerPool(pulumi.ComponentResource):
         super().__init__("celery-fleet:k8s:WorkerPool", resource_name, None, opts)
         name = worker_deployment_name(queue.name)
         labels = worker_labels(queue.name, name)
-        metrics_vol, metrics_mount = scratch("metrics", METRICS_DIR)
-        beat_vol, beat_mount = scratch("heartbeat", HEARTBEAT_DIR, "1Mi")
-        tmp_vol, tmp_mount = scratch("tmp", "/tmp", "256Mi")
+        metrics_vol, metrics_mount = empty_dir("metrics", METRICS_DIR)
+        beat_vol, beat_mount = empty_dir("heartbeat", HEARTBEAT_DIR, "1Mi")
+        tmp_vol, tmp_mount = empty_dir("tmp", "/tmp", "256Mi")
         container = app_container(
             cfg,
             "worker",
@@ -71,7 +71,6 @@ class WorkerPool(pulumi.ComponentResource):
         # Boot (imports, broker connect) may take a while; do not let liveness kill it early.
         container["startup_probe"] = {**probe, "period_seconds": 5, "failure_threshold": 36}
         spec = pod_spec(
-            cfg,
             [container],
             [metrics_vol, beat_vol, tmp_vol],
             # SIGTERM starts a warm shutdown; the running task may still need up to its hard

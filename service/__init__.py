@@ -10,7 +10,7 @@ from typing import Any
 
 def __getattr__(name: str) -> Any:
     if name == "app":
-        from service.config.celery_app import app
+        from service.app_factory import app
 
         return app
     raise AttributeError(f"module 'service' has no attribute {name!r}")

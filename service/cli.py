@@ -13,7 +13,9 @@ from rich.table import Table
 from service.catalog.naming import EXPORTER_PORT, FLOWER_PORT, REDIS_PORT, WORKER_METRICS_PORT
 from service.catalog.queues import CATALOG
 from service.cli_support import celery_settings_or_exit, console, err_console, settings_or_exit
+from service.dlq.cli import dlq_cli
 from service.errors import FleetError
+from service.results_cli import results_cli
 from service.worker.launch import exec_celery, worker_args
 
 cli = typer.Typer(
@@ -212,7 +214,8 @@ def dev(
     Redis (started when none answers), one worker consuming every queue, beat, the exporter,
     Flower and, when installed, Prometheus with the alert rules. A taken port moves to a
     free one (the table says where). Ctrl-C or --duration stops everything."""
-    from service.dev.runner import Options, run
+    from service.dev.run import Options
+    from service.dev.runner import run
 
     settings = settings_or_exit()
     ports = {
@@ -227,11 +230,18 @@ def dev(
     raise typer.Exit(run(settings, Options(duration, demo, json_summary, ports)))
 
 
-def _register_subcommands() -> None:
-    from service.dlq.cli import dlq_cli
-    from service.results.cli import results_cli
+def _with_app() -> None:
+    """`fleet dlq` caps task names in its index keys to the tasks the app registers, as the
+    worker that wrote them did. Built here, on the DLQ commands' way in, not on import:
+    building it reads the settings and imports every task module, which other commands
+    (the liveness probe runs every few seconds) need not pay for."""
+    from service import app
 
-    cli.add_typer(dlq_cli, name="dlq")
+    app.loader.import_default_modules()
+
+
+def _register_subcommands() -> None:
+    cli.add_typer(dlq_cli, name="dlq", callback=_with_app)
     cli.add_typer(results_cli, name="results")
 
 

@@ -7,6 +7,11 @@ class FleetError(Exception):
     """Base of every error celery-fleet raises on purpose."""
 
 
+class CatalogError(FleetError, ValueError):
+    """The queue catalog (or a lookup in it) is inconsistent. A ValueError too, so pydantic
+    reports one raised inside a validator (the infra's stack config) as a validation error."""
+
+
 class SettingsError(FleetError):
     """The environment holds an invalid setting; the message names the variable."""
 

@@ -1,8 +1,10 @@
-"""Names derived from a queue name, and the fleet's ports. Every consumer (service, infra,
-dashboards, tests) calls or imports these; nothing types them twice."""
+"""Names derived from a queue name, the fleet's own Redis keys and message header, and its
+ports. Every consumer (service, infra, dashboards, tests) calls or imports these; nothing
+types them twice."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 # kombu's Redis transport defaults (kombu/transport/redis.py: DEFAULT_PRIORITY_STEPS, sep).
@@ -52,3 +54,21 @@ def priority_list_keys(
 def wake_key(queue: str) -> str:
     """List of wake-up tokens for idle workers of `queue` (service.transport)."""
     return f"fleet:wake:{queue}"
+
+
+# Set on every message at publish (worker hooks), read by the exporter (age of the oldest
+# waiting message) and the DLQ (checked on receipt, reset on replay).
+SENT_AT_HEADER = "fleet_sent_at"
+
+# Bytes a pop took from a queue's list that Redis' cjson cannot read wait here until the worker
+# has decided (service.transport.quarantine): hash "<list key>|sha1" -> the bytes.
+QUARANTINE_KEY = "fleet:quarantine"
+
+
+def quarantine_field(list_key: str, item: bytes) -> str:
+    return f"{list_key}|{hashlib.sha1(item).hexdigest()}"
+
+
+def quarantine_list_key(field: str) -> str:
+    """The list a quarantined item was popped from (the inverse of quarantine_field)."""
+    return field.rsplit("|", 1)[0]

@@ -1,5 +1,6 @@
 """The queue catalog: every queue declared once; routing, infra, exporter, dashboards and
-alerts all loop over it. Standard library only so that any tool can import it cheaply."""
+alerts all loop over it. Standard library only (and the service's error tree) so that any
+tool can import it cheaply."""
 
 from __future__ import annotations
 
@@ -8,15 +9,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from service.errors import CatalogError
+
 # Kubernetes object names derive from queue names (DNS-1123 after "_" -> "-"), and Redis keys
 # and Prometheus label values use them verbatim, so keep them boring.
 _QUEUE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _ROUTING_KEY = re.compile(r"^[A-Za-z0-9_.*#-]{1,64}$")
 _TASK_PATTERN = re.compile(r"^[A-Za-z0-9_.*]+$")
-
-
-class CatalogError(ValueError):
-    """The queue catalog (or a lookup in it) is inconsistent."""
 
 
 class Priority(IntEnum):

@@ -110,3 +110,20 @@ class CatalogRouter:
         check_priority(options.get("priority"))
         queue = self.queue_for(name, kwargs)
         return None if queue is None else _destination(queue, self.catalog)
+
+
+# (exchange, routing key) -> queue: the catalog's bindings, and the anonymous exchange ("")
+# with the queue name as routing key, which is how the router's {"queue": name} publishes.
+_QUEUE_BY_BINDING = {
+    **{(spec.exchange, spec.routing_key): spec.name for spec in CATALOG},
+    **{("", spec.name): spec.name for spec in CATALOG},
+}
+
+
+def queue_for_delivery(delivery_info: dict[str, Any] | None) -> str:
+    """The catalog queue a message was consumed from (called for every task's metrics)."""
+    info = delivery_info if isinstance(delivery_info, dict) else {}
+    exchange, routing_key = info.get("exchange") or "", info.get("routing_key") or ""
+    if not isinstance(exchange, str) or not isinstance(routing_key, str):
+        return CATALOG.default_queue  # hostile delivery info: never a lookup that raises
+    return _QUEUE_BY_BINDING.get((exchange, routing_key), CATALOG.default_queue)

@@ -1,4 +1,6 @@
-"""The Celery application: `celery -A service worker -Q <queue>` loads `service.app`."""
+"""The Celery application class, and how far ahead a task may be scheduled.
+
+The app itself is assembled above every layer it plugs in: service.app_factory."""
 
 from __future__ import annotations
 
@@ -8,21 +10,9 @@ from typing import Any
 
 from celery import Celery
 
-from service import transport
 from service.catalog.queues import CATALOG
-from service.config.celeryconfig import build_config
-from service.config.cluster_mode import register_refusals
-from service.config.settings import FleetSettings, get_settings
+from service.config.settings import FleetSettings
 from service.errors import EtaBeyondVisibility
-from service.results import backends as result_backends
-
-TASK_MODULES = (
-    "service.tasks.diagnostics",
-    "service.tasks.email",
-    "service.tasks.reports",
-    "service.tasks.analytics",
-    "service.tasks.maintenance",
-)
 
 
 def max_delay_seconds(settings: FleetSettings) -> float:
@@ -62,23 +52,3 @@ class FleetCelery(Celery):
                 "Schedule it with beat, or raise FLEET_VISIBILITY_TIMEOUT."
             )
         return super().send_task(name, *args, **options)
-
-
-def create_app(settings: FleetSettings | None = None) -> Celery:
-    settings = settings or get_settings()
-    transport.register()
-    celery_app = FleetCelery("service", include=list(TASK_MODULES))
-    register_refusals(celery_app.loader)
-    celery_app.fleet_max_delay = max_delay_seconds(settings)
-    celery_app.conf.update(build_config(settings))
-    # Result records are masked before any backend stores them (service.results.masking).
-    result_backends.install(celery_app, settings.result_backend_url)
-    from service.tasks import beat
-    from service.worker import hooks as worker_hooks
-
-    celery_app.conf.beat_schedule = beat.schedule()
-    worker_hooks.install(celery_app)
-    return celery_app
-
-
-app = create_app()

@@ -119,8 +119,7 @@ def build_config(settings: FleetSettings, catalog: QueueCatalog = CATALOG) -> di
         # A typo in a queue name is an error, not a silently created queue nobody consumes.
         "task_create_missing_queues": False,
         "task_queues": build_task_queues(catalog),
-        # Poison messages go to the dead-letter queue instead of being logged and discarded.
-        "worker_consumer": "service.dlq.consumer:FleetConsumer",
+        # worker_consumer (the DLQ's screening consumer) is set by service.app_factory.
         "task_default_queue": catalog.default_queue,
         "task_default_exchange": catalog.get(catalog.default_queue).exchange,
         "task_default_routing_key": catalog.get(catalog.default_queue).routing_key,

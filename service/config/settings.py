@@ -23,12 +23,12 @@ from service.catalog.naming import (
 )
 from service.catalog.queues import CATALOG
 from service.config.redis_url import check_redis_url
-from service.errors import SettingsError
-from service.results.urls import (
+from service.config.result_urls import (
     BackendKind,
     backend_kind,
     check_result_backend_url,
 )
+from service.errors import SettingsError
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["json", "text"]

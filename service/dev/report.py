@@ -4,16 +4,14 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 
 from service.dev.observe import Snapshot
+from service.dev.run import Run
 from service.dev.view import live_view
-
-if TYPE_CHECKING:
-    from service.dev.runner import Run
 
 
 def final_view(

@@ -12,7 +12,6 @@ import signal
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -26,8 +25,9 @@ from service.config.settings import FleetSettings, get_settings
 from service.dev.observe import Observer, Snapshot
 from service.dev.outcome import outcomes
 from service.dev.ports import plan_ports
-from service.dev.processes import Component, ProcessSet, log_tail
+from service.dev.processes import ProcessSet, log_tail
 from service.dev.report import final_view, summary
+from service.dev.run import Options, Run
 from service.dev.stack import (
     FLOWER_USER,
     REPO,
@@ -37,7 +37,7 @@ from service.dev.stack import (
     start_apps,
     start_redis,
 )
-from service.dev.stubs import Stubs, start_stubs
+from service.dev.stubs import start_stubs
 from service.dev.view import endpoints_table, live_view, plain_lines
 from service.dev.workload import Workload
 from service.dlq.store import DLQStore
@@ -45,72 +45,6 @@ from service.dlq.store import DLQStore
 WORKER_READY_TIMEOUT = 90.0
 PLAIN_EVERY = 5.0  # seconds between blocks of plain lines (not a terminal)
 APPS = ("worker", "beat", "exporter", "flower", "prometheus")
-
-
-@dataclass(frozen=True)
-class Options:
-    duration: float | None
-    demo: bool
-    json_summary: bool
-    ports: dict[str, int]
-    rate: float = 2.0
-
-
-@dataclass
-class Run:
-    options: Options
-    settings: FleetSettings
-    console: Console
-    home: Path
-    processes: ProcessSet
-    signals: list[int] = field(default_factory=list)
-    stack: Stack | None = None
-    stubs: Stubs | None = None
-    workload: Workload | None = None
-    stopped_by: str = "duration"
-    failure: dict[str, Any] | None = None
-    started_at: float = field(default_factory=time.monotonic)
-
-    def interrupted(self) -> bool:
-        if self.signals:
-            self.stopped_by = signal.Signals(self.signals[0]).name
-        return bool(self.signals)
-
-    def notes(self, snapshot: Snapshot) -> tuple[str, ...]:
-        """The cluster-wide rate limit at work, and what the local stand-ins received."""
-        if self.stubs is None:
-            return ()
-        rate, mail = snapshot.rate_limit, self.stubs.mailbox
-        limit = self.settings.external_api_limit
-        window = self.settings.external_api_window_seconds
-        return (
-            f"rate limit: {rate.get('granted', 0):.0f} calls granted, at most "
-            f"{rate.get('max_granted_in_window', 0):.0f} within "
-            f"{rate.get('measured_window_seconds', window):g}s (limit {limit} per {window:g}s); "
-            f"external API stub: {len(self.stubs.api_log.times)} calls; SMTP sink: "
-            f"{mail.delivered} delivered, {mail.deferred} deferred with 451",
-        )
-
-    def died(self) -> Component | None:
-        exited = self.processes.exited()
-        if not exited:
-            return None
-        component = exited[0]
-        tail = log_tail(component.log)
-        self.failure = {
-            "component": component.name,
-            "exit_code": component.exit_code(),
-            "log": str(component.log),
-            "log_tail": tail,
-        }
-        self.stopped_by = "component exited"
-        self.console.print(
-            f"[bold red]stopped early:[/] {component.name} exited with code "
-            f"{component.exit_code()}; last lines of {component.log}:",
-            highlight=False,
-        )
-        self.console.print(tail, markup=False, highlight=False, soft_wrap=True)
-        return component
 
 
 def _start(run: Run) -> Stack:
@@ -207,7 +141,9 @@ def run(settings: FleetSettings, options: Options) -> int:
             CELERY_BROKER_URL=stack.broker_url, CELERY_RESULT_BACKEND=stack.broker_url
         )
         get_settings.cache_clear()  # this process's settings now name the dev broker
-        from service.config.celery_app import create_app
+        # Imported here, not at the top: importing it builds the module's app from the
+        # settings of that moment, which must already name the dev broker.
+        from service.app_factory import create_app
 
         app = create_app(FleetSettings())
         dlq = _dlq_store(settings, stack.broker_url)

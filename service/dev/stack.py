@@ -20,13 +20,14 @@ import redis
 from service.catalog.queues import CATALOG
 from service.dev.ports import PortPlan
 from service.dev.processes import ProcessSet
+from service.errors import FleetError
 
 REPO = Path(__file__).resolve().parents[2]
 FLOWER_USER = "fleet"
 WORKER_CONCURRENCY = 2
 
 
-class StartupError(Exception):
+class StartupError(FleetError):
     """A component could not start; the message says which and where its log is."""
 
 

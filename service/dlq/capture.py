@@ -13,16 +13,17 @@ import uuid
 from typing import Any
 
 from service.catalog.queues import CATALOG
-from service.config.redis_client import dlq_redis
+from service.catalog.routing import queue_for_delivery
+from service.config.redis_client import broker_redis, dlq_redis
 from service.config.settings import get_settings
+from service.dlq import listeners
 from service.dlq.entry import DLQEntry, Envelope
 from service.dlq.keys import first_failure_key
 from service.dlq.legacy_layout import migrate_legacy_layout
 from service.dlq.reasons import Reason
-from service.dlq.safe_write import safe_text, write_entry
+from service.dlq.safe_write import minimal_entry, safe_text, write_entry
 from service.dlq.store import DLQStore
 from service.redaction import mask_text, redact_call
-from service.worker.metrics import task_metrics
 
 _FIRST_FAILURE_TTL = 7 * 86_400
 # DLQ URLs whose pre-hash-tag layout this process has migrated (service.dlq.legacy_layout).
@@ -32,8 +33,6 @@ _migrated: set[str] = set()
 def store() -> DLQStore:
     settings = get_settings()
     separate = settings.dlq_redis_url != settings.broker_url.get_secret_value()
-    from service.config.redis_client import broker_redis
-
     client = dlq_redis()
     if settings.dlq_redis_url not in _migrated:
         migrate_legacy_layout(client, settings.priority_sep)
@@ -46,33 +45,12 @@ def store() -> DLQStore:
     )
 
 
-# (exchange, routing key) -> queue: the catalog's bindings, and the anonymous exchange ("")
-# with the queue name as routing key, which is how the router's {"queue": name} publishes.
-_QUEUE_BY_BINDING = {
-    **{(spec.exchange, spec.routing_key): spec.name for spec in CATALOG},
-    **{("", spec.name): spec.name for spec in CATALOG},
-}
-
-
-def queue_for_delivery(delivery_info: dict[str, Any] | None) -> str:
-    """The catalog queue a message was consumed from (called for every task's metrics)."""
-    info = delivery_info if isinstance(delivery_info, dict) else {}
-    exchange, routing_key = info.get("exchange") or "", info.get("routing_key") or ""
-    if not isinstance(exchange, str) or not isinstance(routing_key, str):
-        return CATALOG.default_queue  # hostile delivery info: never a lookup that raises
-    return _QUEUE_BY_BINDING.get((exchange, routing_key), CATALOG.default_queue)
-
-
 def note_retry(task_id: str) -> None:
     """Remember when a task first failed, so its DLQ entry can say so after the retries."""
-    from service.config.redis_client import broker_redis
-
     broker_redis().set(first_failure_key(task_id), time.time(), nx=True, ex=_FIRST_FAILURE_TTL)
 
 
 def _first_failure(task_id: str, now: float) -> float:
-    from service.config.redis_client import broker_redis
-
     raw = broker_redis().get(first_failure_key(task_id))
     return float(raw) if raw is not None else now
 
@@ -181,7 +159,7 @@ def capture_task_failure(
     except Exception as exc:  # arguments the JSON encoder refuses: keep the entry anyway
         envelope = {"unreplayable": safe_text(f"{type(exc).__name__}: {exc}", 300)}
     entry["id"] = write_entry(store(), entry, envelope)
-    task_metrics.dead_lettered(queue, task.name, str(reason))
+    listeners.dead_lettered(queue, task.name, str(reason))
 
 
 def capture_message(
@@ -213,7 +191,7 @@ def capture_message(
             "properties": properties,
         }
     write_entry(store(), entry, envelope)
-    task_metrics.dead_lettered(queue, entry["task_name"], str(reason))
+    listeners.dead_lettered(queue, entry["task_name"], str(reason))
 
 
 def capture_raw(item: bytes, list_key: str, exc: BaseException) -> None:
@@ -228,7 +206,7 @@ def capture_raw(item: bytes, list_key: str, exc: BaseException) -> None:
     entry["raw_body"] = _raw_body_view(item, settings.sensitive_keys)
     entry["raw_body_bytes"] = len(item)
     write_entry(store(), entry, {"raw": base64.b64encode(item).decode()})
-    task_metrics.dead_lettered(queue, entry["task_name"], str(Reason.MALFORMED_ENVELOPE))
+    listeners.dead_lettered(queue, entry["task_name"], str(Reason.MALFORMED_ENVELOPE))
 
 
 def capture_minimal(
@@ -242,8 +220,6 @@ def capture_minimal(
 ) -> None:
     """The last resort when building a full entry failed for something other than Redis:
     the minimal entry (reason, raw body, the error) from plain bounded values only."""
-    from service.dlq.safe_write import minimal_entry
-
     settings = get_settings()
     raw = body or b""
     queue, name = queue_for_delivery(delivery_info), task_name or "(unknown)"
@@ -259,7 +235,7 @@ def capture_minimal(
         "raw_body_bytes": len(raw),
     }
     write_entry(store(), minimal_entry(entry, error), envelope or {"raw": _b64(raw)})
-    task_metrics.dead_lettered(queue, name, str(reason))
+    listeners.dead_lettered(queue, name, str(reason))
 
 
 def _b64(data: bytes) -> str:

@@ -11,6 +11,7 @@ from rich.progress import Progress
 
 from service.catalog.queues import CATALOG
 from service.cli_support import error
+from service.dlq.capture import store
 from service.dlq.cli_options import (
     EntryIds,
     JsonOption,
@@ -39,8 +40,6 @@ _progress_console = Console(stderr=True)
 
 
 def _store() -> DLQStore:
-    from service.dlq.capture import store
-
     return store()
 
 

@@ -17,8 +17,9 @@ from redis.exceptions import RedisClusterException
 
 from service.catalog.queues import CATALOG
 from service.cli_support import error
+from service.config.settings import get_settings
+from service.dlq.reader import Filter
 from service.dlq.reasons import Reason
-from service.dlq.store_reads import Filter
 from service.redaction import mask_text
 
 _Command = TypeVar("_Command", bound=Callable[..., Any])
@@ -148,6 +149,4 @@ def redis_errors(command: _Command) -> _Command:
 
 
 def sensitive_keys() -> tuple[str, ...]:
-    from service.config.settings import get_settings
-
     return get_settings().sensitive_keys

@@ -15,6 +15,7 @@ from typing import Any
 
 from celery.worker.consumer import Consumer
 
+from service.config.celery_app import max_delay_seconds
 from service.config.settings import get_settings
 from service.dlq.capture import capture_message, capture_minimal
 from service.dlq.reasons import Reason
@@ -51,8 +52,6 @@ class FleetConsumer(Consumer):
         tasks = self.app.tasks
         settings = get_settings()
         limit = settings.max_body_bytes
-        from service.config.celery_app import max_delay_seconds
-
         max_delay = max_delay_seconds(settings)
         connection_errors = tuple(getattr(self, "connection_errors", None) or ())
 

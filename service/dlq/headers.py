@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from service.exporter.queue_stats import SENT_AT_HEADER
+from service.catalog.naming import SENT_AT_HEADER
 
 
 def _optional_str(value: Any) -> bool:

@@ -14,21 +14,18 @@ Across queues:
                                    and the catalog's, so a queue dropped from the catalog
                                    keeps its entries visible)
 Around the DLQ:
-  fleet:quarantine           hash  "<list key>|sha1" -> bytes a pop took that cjson cannot read
   fleet:first-failure:T      string  when task T first failed (the entry's first_failure_at)
+(The transport's quarantine key is named in service.catalog.naming.)
 
 The layout before the hash tags (fleet:dlq:Q:entries, one cross-queue fleet:dlq:index...)
 is in service.dlq.legacy_layout, which migrates it."""
 
 from __future__ import annotations
 
-import hashlib
-
-from service.task_names import bounded
+from service.task_names import task_label
 
 DLQ_PREFIX = "fleet:dlq"
 QUEUES_KEY = f"{DLQ_PREFIX}:queues"
-QUARANTINE_KEY = "fleet:quarantine"
 FIRST_FAILURE_PREFIX = "fleet:first-failure"
 
 
@@ -58,7 +55,7 @@ def reason_index_key(queue: str, reason: str) -> str:
 
 def task_index_key(queue: str, task_name: str) -> str:
     # Unregistered names share one index: their number is up to whoever sends messages.
-    return f"{queue_prefix(queue)}:by-task:{bounded(task_name)}"
+    return f"{queue_prefix(queue)}:by-task:{task_label(task_name)}"
 
 
 def stats_key(queue: str) -> str:
@@ -74,15 +71,6 @@ def claims_key(queue: str) -> str:
 
 def first_failure_key(task_id: str) -> str:
     return f"{FIRST_FAILURE_PREFIX}:{task_id}"
-
-
-def quarantine_field(list_key: str, item: bytes) -> str:
-    return f"{list_key}|{hashlib.sha1(item).hexdigest()}"
-
-
-def quarantine_list_key(field: str) -> str:
-    """The list a quarantined item was popped from (the inverse of quarantine_field)."""
-    return field.rsplit("|", 1)[0]
 
 
 def entry_keys(queue: str, reason: str, task_name: str) -> list[str]:

@@ -19,7 +19,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from service.dlq.keys import DLQ_PREFIX, claims_key, entry_keys
-from service.task_names import bounded
+from service.task_names import task_label
 
 if TYPE_CHECKING:
     from service.config.redis_client import RedisClient
@@ -40,7 +40,7 @@ def legacy_entry_keys(queue: str, reason: str, task_name: str) -> list[str]:
         f"{DLQ_PREFIX}:{queue}:index",
         LEGACY_GLOBAL_INDEX,
         f"{DLQ_PREFIX}:by-reason:{reason}",
-        f"{DLQ_PREFIX}:by-task:{bounded(task_name)}",
+        f"{DLQ_PREFIX}:by-task:{task_label(task_name)}",
         LEGACY_STATS_KEY,
     ]
 

@@ -7,11 +7,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from celery.exceptions import TimeLimitExceeded
 from celery.worker.request import Request
 from celery.worker.state import task_ready
 
+from service.config.settings import get_settings
 from service.dlq.capture import capture_message
 from service.dlq.reasons import Reason
+from service.redaction import mask_text
 
 logger = logging.getLogger(__name__)
 
@@ -20,17 +23,12 @@ class FleetRequest(Request):
     def send_event(self, type: str, **fields: Any) -> None:
         # Flower builds its task views from these events: exception reprs, tracebacks and
         # results are free text that may carry secrets (argsrepr is masked at the source).
-        from service.config.settings import get_settings
-        from service.redaction import mask_text
-
         keys = get_settings().sensitive_keys
         masked = {k: mask_text(v, keys) if isinstance(v, str) else v for k, v in fields.items()}
         super().send_event(type, **masked)
 
     def on_timeout(self, soft: bool, timeout: float) -> None:
         if not soft and self.task.acks_late:
-            from celery.exceptions import TimeLimitExceeded
-
             try:
                 capture_message(
                     self.message, Reason.TIME_LIMIT, TimeLimitExceeded(timeout), self.name

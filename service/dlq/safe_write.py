@@ -20,8 +20,10 @@ from typing import Any
 
 import redis
 
+from service.config.settings import get_settings
 from service.dlq.entry import DLQEntry, Envelope
 from service.dlq.store import DLQStore
+from service.errors import FleetError
 from service.redaction import mask_text
 
 logger = logging.getLogger(__name__)
@@ -34,7 +36,7 @@ _TEXT_CHARS = 2_000
 _UNAVAILABLE_REPLIES = ("OOM", "READONLY", "LOADING", "MASTERDOWN", "MISCONF", "BUSY", "NOREPLICAS")
 
 
-class RedisUnavailable(Exception):
+class RedisUnavailable(FleetError):
     """Redis could not take the write now (down, full, read-only): back off and try again."""
 
 
@@ -78,8 +80,6 @@ def _envelope_json_ok(envelope: Envelope) -> Envelope:
 
 def minimal_entry(entry: Mapping[str, object], error: BaseException) -> DLQEntry:
     """Only plain bounded strings and numbers: this entry cannot fail for its content."""
-    from service.config.settings import get_settings
-
     keys = get_settings().sensitive_keys
     reason = safe_text(entry.get("reason"), 100)
     task_name = safe_text(entry.get("task_name") or "(unknown)", 300)

@@ -1,6 +1,6 @@
 """Writing the dead-letter store: add, replay, purge, each one Lua script (atomic, O(log n);
 scripts in service.dlq.store_scripts, key layout in service.dlq.keys). Reads are inherited
-from service.dlq.store_reads.
+from service.dlq.reader.
 
 The envelope is the message as it sat in the broker list (same bytes and secrets as before it
 failed); entries shown to humans have sensitive kwargs masked."""
@@ -17,15 +17,15 @@ from redis.crc import key_slot
 from service.catalog.naming import (
     KOMBU_DEFAULT_PRIORITY_STEPS,
     KOMBU_DEFAULT_SEP,
+    SENT_AT_HEADER,
     priority_list_key,
     wake_key,
 )
 from service.config.redis_client import RedisClient, is_cluster, pipeline_eval
 from service.dlq.entry import DLQEntry, Envelope
 from service.dlq.keys import QUEUES_KEY, claims_key, entries_key, entry_keys
-from service.dlq.store_reads import DLQReader, Filter, as_text
+from service.dlq.reader import DLQReader, Filter, as_text
 from service.dlq.store_scripts import ADD, REMOVE
-from service.exporter.queue_stats import SENT_AT_HEADER
 
 __all__ = ["DLQStore", "Filter"]
 

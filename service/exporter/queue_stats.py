@@ -14,7 +14,7 @@ from typing import Any
 import redis
 from redis.crc import key_slot
 
-from service.catalog.naming import priority_list_keys
+from service.catalog.naming import SENT_AT_HEADER, priority_list_keys
 from service.catalog.queues import CATALOG, QueueCatalog
 from service.config.redis_client import (
     RedisClient,
@@ -25,8 +25,6 @@ from service.config.redis_client import (
 )
 from service.config.settings import FleetSettings, get_settings
 from service.dlq.keys import index_key as dlq_index_key
-
-SENT_AT_HEADER = "fleet_sent_at"
 
 
 @dataclass(frozen=True)

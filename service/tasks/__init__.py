@@ -1,1 +1,1 @@
-"""Task modules; each is imported by the app (service.config.celery_app.TASK_MODULES)."""
+"""Task modules; each is imported by the app (service.app_factory.TASK_MODULES)."""

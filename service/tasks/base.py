@@ -20,6 +20,7 @@ from celery.exceptions import MaxRetriesExceededError, Reject, Retry, SoftTimeLi
 
 from service.dlq import capture
 from service.dlq.reasons import Reason
+from service.dlq.request import FleetRequest
 from service.dlq.safe_write import is_redis_unavailable
 from service.errors import PermanentTaskError, TransientTaskError
 
@@ -34,8 +35,10 @@ class FleetTask(Task[Any, Any]):
     """Shared policy: JSON-only, late ack, backoff with jitter, dead-lettering."""
 
     abstract = True
-    # Dead-letters hard time-limit kills from the worker's main process.
-    Request = "service.dlq.request:FleetRequest"
+    # Dead-letters hard time-limit kills from the worker's main process. A class, not a dotted
+    # path: Celery resolves it with symbol_by_name, which passes a class through
+    # (celery/worker/strategy.py, default); the stubs type it as a path only.
+    Request = FleetRequest  # type: ignore[assignment]
     acks_late = True
     reject_on_worker_lost = True
     # Exponential backoff with full jitter, capped, so a burst of failures does not retry in

@@ -7,7 +7,10 @@ import time
 
 from celery import shared_task
 
+from service.config.redis_client import dlq_redis
 from service.config.settings import get_settings
+from service.dlq.legacy_layout import migrate_legacy_layout
+from service.exporter.queue_stats import read_queue_stats
 from service.tasks.base import FleetTask
 
 logger = logging.getLogger(__name__)
@@ -18,10 +21,6 @@ def snapshot_queues() -> dict[str, dict[str, int]]:
     """Log every queue's backlog and DLQ size: a trail in the logs even without Prometheus.
     Also moves dead letters that workers of the previous release wrote in the old layout
     during a rolling upgrade (service.dlq.legacy_layout; one EXISTS when there are none)."""
-    from service.config.redis_client import dlq_redis
-    from service.dlq.legacy_layout import migrate_legacy_layout
-    from service.exporter.queue_stats import read_queue_stats
-
     migrate_legacy_layout(dlq_redis(), get_settings().priority_sep)
     stats = read_queue_stats()
     snapshot = {

@@ -31,9 +31,8 @@ from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps
 
-from service.catalog.naming import wake_key
-from service.dlq.envelope import MalformedEnvelope, parse_envelope
-from service.dlq.keys import QUARANTINE_KEY, quarantine_field
+from service.catalog.naming import QUARANTINE_KEY, quarantine_field, wake_key
+from service.transport.envelope import MalformedEnvelope, parse_envelope
 from service.transport.message import SafeMessage
 from service.transport.publish import WAKE_TOKEN, RingingPublisher
 from service.transport.qos import FleetQoS, warn_throttled

@@ -9,7 +9,7 @@ from typing import Any
 from kombu.utils.json import dumps
 
 from service.catalog.naming import wake_key
-from service.dlq.envelope import MalformedEnvelope
+from service.transport.envelope import MalformedEnvelope
 
 WAKE_TOKEN = "1"
 

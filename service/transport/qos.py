@@ -22,7 +22,9 @@ from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
-from service.dlq.envelope import MalformedEnvelope, check_envelope
+from service.errors import FleetError
+from service.transport.envelope import MalformedEnvelope, check_envelope
+from service.transport.quarantine import dead_letter_poison
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ def warn_throttled(key: str, message: str, *args: Any) -> None:
         logger.warning(message, *args)
 
 
-class RestoreRefused(Exception):
+class RestoreRefused(FleetError):
     """Redis refused a restore write (e.g. OOM under noeviction); the record is kept."""
 
 
@@ -129,10 +131,8 @@ class FleetQoS(_RedisQoS):  # type: ignore[misc]
     def _dead_letter_record(
         self, client: Any, tag: Any, raw: bytes, queue_hint: str, exc: MalformedEnvelope
     ) -> None:
-        from service.dlq.capture import capture_raw
-
         try:
-            capture_raw(raw, queue_hint, exc)
+            dead_letter_poison(raw, queue_hint, exc)
         except Exception as write_error:
             warn_throttled(
                 f"dlq-record-{bytes_to_str(tag)}",

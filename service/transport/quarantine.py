@@ -5,22 +5,44 @@ loses nothing."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from kombu.utils.encoding import bytes_to_str
 
-from service.dlq.envelope import MalformedEnvelope, parse_envelope
-from service.dlq.keys import QUARANTINE_KEY, quarantine_field, quarantine_list_key
+from service.catalog.naming import QUARANTINE_KEY, quarantine_field, quarantine_list_key
+from service.errors import FleetError
+from service.transport.envelope import MalformedEnvelope, parse_envelope
 
 logger = logging.getLogger(__name__)
+
+# Where bytes that are not a message go: (bytes, the list they came from, why). The DLQ sits
+# above the transport, so the app factory installs its writer here (service.app_factory)
+# rather than the transport importing it.
+PoisonSink = Callable[[bytes, str, BaseException], None]
+_poison_sink: PoisonSink | None = None
+
+
+class NoPoisonSink(FleetError):
+    """The transport met bytes that are not a message before any dead-letter sink was set."""
+
+
+def send_poison_to(sink: PoisonSink) -> None:
+    global _poison_sink
+    _poison_sink = sink
+
+
+def dead_letter_poison(item: bytes, list_key: str, exc: BaseException) -> None:
+    """Hand bytes the transport cannot decode to the installed sink (the DLQ's writer)."""
+    if _poison_sink is None:
+        raise NoPoisonSink("no dead-letter sink installed: create the app (service.app) first")
+    _poison_sink(item, list_key, exc)
 
 
 def dead_letter_raw(client: Any, item: bytes, list_key: str, exc: BaseException) -> bool:
     """Move a quarantined item to the DLQ; it stays quarantined if that fails."""
-    from service.dlq.capture import capture_raw
-
     try:
-        capture_raw(item, list_key, exc)
+        dead_letter_poison(item, list_key, exc)
     except Exception:
         logger.exception("dead-letter write failed; the item stays in %s", QUARANTINE_KEY)
         return False

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from celery import bootsteps
+from celery.worker.consumer.tasks import Tasks
 
 from service.config.settings import get_settings
 
@@ -40,7 +41,7 @@ class HeartbeatStep(bootsteps.StartStopStep):
     """Consumer bootstep: runs only while the consumer is connected and consuming, so a
     worker stuck reconnecting or with a blocked event loop goes stale."""
 
-    requires = ("celery.worker.consumer.tasks:Tasks",)
+    requires = (Tasks,)
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)

@@ -1,18 +1,24 @@
-"""Wires the worker: per-queue settings at start, publish headers, task metrics, heartbeat."""
+"""The worker's signal handlers: per-queue settings at start, publish headers, task metrics."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from datetime import datetime
+from reprlib import repr as short_repr
 from typing import Any
 
-from celery import Celery, signals
+from celery import current_app, signals
+from celery.utils.dispatch import Signal
 
+from service.catalog.naming import SENT_AT_HEADER
 from service.catalog.queues import CATALOG, PRIORITY_STEPS
-from service.catalog.routing import tasks_served
-from service.dlq.capture import queue_for_delivery
-from service.exporter.queue_stats import SENT_AT_HEADER
-from service.worker.heartbeat import HeartbeatStep
+from service.catalog.routing import queue_for_delivery, tasks_served
+from service.config.settings import get_settings
+from service.redaction import redact_call
+from service.worker.logs import configure_logging
 from service.worker.metrics import task_metrics
+from service.worker.metrics_server import serve_worker_metrics
 
 _started_at: dict[str, float] = {}
 
@@ -83,13 +89,6 @@ def _registered_task(app: Any, name: str) -> Any:
 def _redact_kwargsrepr(body: Any, headers: dict[str, Any]) -> None:
     """Celery logs and Flower show `argsrepr`/`kwargsrepr`: make them the masked views of
     the arguments (positional ones masked by their parameter's name)."""
-    from reprlib import repr as short_repr
-
-    from celery import current_app
-
-    from service.config.settings import get_settings
-    from service.redaction import redact_call
-
     if not (isinstance(body, tuple | list) and len(body) == 3 and isinstance(body[1], dict)):
         return
     name = headers.get("task")
@@ -116,8 +115,6 @@ def _on_prerun(task_id: str = "", task: Any = None, **_: Any) -> None:
         # A countdown/ETA task waits on purpose: measure from its due time instead.
         ready_at = float(sent)
         if eta:
-            from datetime import datetime
-
             ready_at = max(ready_at, datetime.fromisoformat(str(eta)).timestamp())
         wait = max(0.0, now - ready_at)
     task_metrics.started(_task_queue(task), task.name, wait)
@@ -142,9 +139,6 @@ def _on_retry(sender: Any = None, **_: Any) -> None:
 
 
 def _on_worker_start(sender: Any = None, **_: Any) -> None:
-    from service.config.settings import get_settings
-    from service.worker.metrics_server import serve_worker_metrics
-
     if sender is not None:
         initialise_task_metrics(sender.app)
     port = get_settings().metrics_port
@@ -168,20 +162,24 @@ def initialise_task_metrics(app: Any) -> None:
 
 def _on_setup_logging(**_: Any) -> None:
     # Connecting to setup_logging tells Celery not to configure logging itself.
-    from service.config.settings import get_settings
-    from service.worker.logs import configure_logging
-
     configure_logging(get_settings())
 
 
-def install(app: Celery) -> None:
-    signals.setup_logging.connect(_on_setup_logging, weak=False)
-    signals.celeryd_init.connect(_on_worker_init, weak=False)
-    signals.worker_init.connect(_on_worker_start, weak=False)
-    signals.before_task_publish.connect(_on_before_publish, weak=False)
-    signals.task_prerun.connect(_on_prerun, weak=False)
-    signals.task_postrun.connect(_on_postrun, weak=False)
-    signals.task_success.connect(_on_success, weak=False)
-    signals.task_failure.connect(_on_failure, weak=False)
-    signals.task_retry.connect(_on_retry, weak=False)
-    app.steps["consumer"].add(HeartbeatStep)
+# Every Celery signal the worker (and any producer) connects to, and its handler. The app
+# factory connects them (service.app_factory.EXTENSIONS).
+SIGNAL_HANDLERS: tuple[tuple[Signal, Callable[..., None]], ...] = (
+    (signals.setup_logging, _on_setup_logging),
+    (signals.celeryd_init, _on_worker_init),
+    (signals.worker_init, _on_worker_start),
+    (signals.before_task_publish, _on_before_publish),
+    (signals.task_prerun, _on_prerun),
+    (signals.task_postrun, _on_postrun),
+    (signals.task_success, _on_success),
+    (signals.task_failure, _on_failure),
+    (signals.task_retry, _on_retry),
+)
+
+
+def connect_signals() -> None:
+    for signal, handler in SIGNAL_HANDLERS:
+        signal.connect(handler, weak=False)

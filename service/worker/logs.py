@@ -10,6 +10,7 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
+from service.catalog.routing import queue_for_delivery
 from service.config.settings import FleetSettings
 from service.redaction import mask_text, redact
 
@@ -30,8 +31,6 @@ class TaskContextFilter(logging.Filter):
         task = current_task
         request = getattr(task, "request", None) if task else None
         if request is not None and getattr(request, "id", None):
-            from service.dlq.capture import queue_for_delivery
-
             record.task_id = request.id
             record.task_name = task.name
             record.queue = queue_for_delivery(getattr(request, "delivery_info", None))

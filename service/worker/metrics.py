@@ -1,4 +1,5 @@
-"""Worker task metrics (names are the contract in design.md).
+"""Worker task metrics. Their names and labels are a contract: the dashboards and alerts
+(dashboards/) query them by name.
 
 Tasks run in prefork children, so the worker runs prometheus_client in multiprocess mode:
 `fleet worker` sets and wipes PROMETHEUS_MULTIPROC_DIR before Celery starts, each process
@@ -10,29 +11,16 @@ from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from service.catalog.queues import CATALOG
+from service.task_names import task_label
+
 LABELS = ("queue", "task_name")
 
-# Seconds; spans a no-op (ms) to the longest hard limit in the catalog (30 min).
-DURATION_BUCKETS = (
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1,
-    2.5,
-    5,
-    10,
-    30,
-    60,
-    120,
-    300,
-    600,
-    1200,
-    1800,
-)
+# Seconds: from a no-op (ms) up to the longest hard time limit in the catalog, the longest
+# any task can run; the top bucket follows the catalog when a limit changes.
+_LADDER = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200)
+_LONGEST_RUN = CATALOG.max_hard_time_limit()
+DURATION_BUCKETS: tuple[float, ...] = (*(b for b in _LADDER if b < _LONGEST_RUN), _LONGEST_RUN)
 WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
 STARTED = Counter("celery_task_started", "Tasks that started running.", LABELS)
@@ -90,9 +78,7 @@ class TaskMetrics:
 
     def dead_lettered(self, queue: str, task_name: str, reason: str) -> None:
         # Poison names come from senders: unregistered ones share one label.
-        from service.task_names import bounded
-
-        DEAD_LETTERED.labels(queue, bounded(task_name), reason).inc()
+        DEAD_LETTERED.labels(queue, task_label(task_name), reason).inc()
 
 
 task_metrics = TaskMetrics()

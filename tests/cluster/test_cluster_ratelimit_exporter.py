@@ -14,11 +14,11 @@ from harness import free_port
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
-from service.catalog.naming import priority_list_key
+from service.catalog.naming import SENT_AT_HEADER, priority_list_key
 from service.catalog.queues import CATALOG
 from service.config.redis_client import connect
 from service.dlq.store import DLQStore
-from service.exporter.queue_stats import SENT_AT_HEADER, read_queue_stats
+from service.exporter.queue_stats import read_queue_stats
 from service.tasks.ratelimit import ClusterRateLimiter, limit_keys
 
 

@@ -15,7 +15,8 @@ from service.catalog.naming import (
     worker_deployment_name,
     worker_pdb_name,
 )
-from service.catalog.queues import CATALOG, Autoscaling, CatalogError, QueueCatalog, QueueSpec
+from service.catalog.queues import CATALOG, Autoscaling, QueueCatalog, QueueSpec
+from service.errors import CatalogError
 
 
 def spec(**overrides: object) -> QueueSpec:
@@ -110,7 +111,7 @@ def test_priority_list_keys_most_urgent_first() -> None:
     ],
 )
 def test_queue_for_delivery(delivery_info: dict[str, str] | None, queue: str) -> None:
-    from service.dlq.capture import queue_for_delivery
+    from service.catalog.routing import queue_for_delivery
 
     assert queue_for_delivery(delivery_info) == queue
 

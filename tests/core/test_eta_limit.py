@@ -14,7 +14,8 @@ import pytest
 import redis
 from harness import wait_until
 
-from service.config.celery_app import create_app, max_delay_seconds
+from service.app_factory import create_app
+from service.config.celery_app import max_delay_seconds
 from service.config.settings import FleetSettings
 from service.errors import EtaBeyondVisibility
 

@@ -10,8 +10,17 @@ from collections.abc import Callable
 import pytest
 from redis.crc import key_slot
 
+from service import task_names
+from service.catalog import naming
 from service.dlq import keys
-from service.task_names import UNREGISTERED
+from service.task_names import UNREGISTERED, TaskNamesUnknown
+
+
+@pytest.fixture(autouse=True)
+def registered_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The names an app would install (service.app_factory), without building one."""
+    monkeypatch.setattr(task_names, "_source", lambda: ["service.tasks.email.send_email"])
+    monkeypatch.setattr(task_names, "_registered", None)
 
 
 @pytest.mark.parametrize(
@@ -44,18 +53,22 @@ def test_filter_indexes_are_per_queue() -> None:
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("QUEUES_KEY", "fleet:dlq:queues"), ("QUARANTINE_KEY", "fleet:quarantine")],
+    [("QUEUES_KEY", "fleet:dlq:queues")],
 )
 def test_fixed_keys(name: str, expected: str) -> None:
     assert getattr(keys, name) == expected
 
 
+def test_quarantine_key() -> None:
+    assert naming.QUARANTINE_KEY == "fleet:quarantine"
+
+
 @pytest.mark.parametrize("list_key", ["default", "email\x06\x163", "a|b"])
 def test_quarantine_field_names_its_list(list_key: str) -> None:
     item = b"\xff not a message"
-    field = keys.quarantine_field(list_key, item)
+    field = naming.quarantine_field(list_key, item)
     assert field == f"{list_key}|{hashlib.sha1(item).hexdigest()}"
-    assert keys.quarantine_list_key(field) == list_key
+    assert naming.quarantine_list_key(field) == list_key
 
 
 def test_entry_keys_are_in_script_order_and_one_slot() -> None:
@@ -71,3 +84,11 @@ def test_entry_keys_are_in_script_order_and_one_slot() -> None:
     # Every key a store script touches, and the queue's claims, hash to the queue's slot.
     slots = {key_slot(k.encode()) for k in [*entry_keys, keys.claims_key("email")]}
     assert slots == {key_slot(b"email")}
+
+
+def test_task_names_need_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Capping a name before any app installed its task names is an error, not a guess: a
+    guess would write index keys that `fleet dlq` cannot find again."""
+    monkeypatch.setattr(task_names, "_source", None)
+    with pytest.raises(TaskNamesUnknown, match="create the app first"):
+        keys.task_index_key("email", "service.tasks.email.send_email")

@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 import redis
 from envelopes import call_body, envelope
 
 from service.dlq.capture import store
 from service.dlq.store import Filter
+
+# The store caps task names in its index keys to the tasks the app registers: build the app,
+# as a worker and `fleet dlq` do.
+pytestmark = pytest.mark.usefixtures("celery_app")
 
 SIZE = 100_000
 

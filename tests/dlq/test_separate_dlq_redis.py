@@ -6,11 +6,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 import redis
 from envelopes import call_body, envelope
 
 from service.dlq.keys import claims_key
 from service.dlq.store import DLQStore, Filter
+
+# The store caps task names in its index keys to the tasks the app registers: build the app,
+# as a worker and `fleet dlq` do.
+pytestmark = pytest.mark.usefixtures("celery_app")
 
 
 def entry(entry_id: str) -> tuple[dict[str, Any], dict[str, Any]]:

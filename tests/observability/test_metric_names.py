@@ -1,4 +1,4 @@
-"""Every metric the dashboards and alerts read is a contract name (design.md) or a
+"""Every metric the dashboards and alerts read is a contract name (one the service defines) or a
 kube-state-metrics series: a typo would be an empty panel or an alert that never fires."""
 
 from __future__ import annotations

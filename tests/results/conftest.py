@@ -35,7 +35,7 @@ def caller_app(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
     """The service's app as a fresh caller process would build it from its environment."""
 
     def build(broker_url: str, result_backend: str) -> Any:
-        from service.config.celery_app import create_app
+        from service.app_factory import create_app
         from service.config.settings import load_settings
 
         monkeypatch.setenv("CELERY_BROKER_URL", broker_url)

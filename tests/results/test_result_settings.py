@@ -104,7 +104,7 @@ def test_the_app_uses_the_validated_url_not_celerys_raw_environment_read(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Celery's conf.result_backend reads CELERY_RESULT_BACKEND itself, unvalidated
-    from service.config.celery_app import create_app
+    from service.app_factory import create_app
 
     monkeypatch.setenv("CELERY_RESULT_BACKEND", PG)
     app = create_app(load_settings())

@@ -26,7 +26,7 @@ def _database_backend() -> Any:
             "CELERY_RESULT_BACKEND is a Redis URL: Redis needs no tables and expires "
             "results itself (key TTL)"
         )
-    from service.config.celery_app import create_app
+    from service.app_factory import create_app
 
     return create_app(settings).backend
 

@@ -7,8 +7,10 @@ from typing import Any
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
+from service.errors import FleetError
 
-class MalformedEnvelope(ValueError):
+
+class MalformedEnvelope(FleetError, ValueError):
     """The bytes are not a kombu message the worker can process."""
 
 
