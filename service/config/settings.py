@@ -196,9 +196,11 @@ class FleetSettings(BaseSettings):
 
 def _env_name(loc: tuple[int | str, ...]) -> str:
     field_name = str(loc[0]) if loc else "?"
-    field = FleetSettings.model_fields.get(field_name)
-    if field is not None and isinstance(field.validation_alias, str):
-        return field.validation_alias
+    # pydantic reports an aliased field (CELERY_BROKER_URL...) by its alias, others by name.
+    for name, field in FleetSettings.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, str) and field_name in (name, alias):
+            return alias
     return f"FLEET_{field_name.upper()}" if field_name != "?" else "settings"
 
 
