@@ -18,9 +18,9 @@ from celery.worker.consumer import Consumer
 from service.config.settings import get_settings
 from service.dlq.capture import capture_message, capture_minimal
 from service.dlq.reasons import Reason
-from service.dlq.safe_write import RedisUnavailable
 from service.dlq.screening import Call, Problem, screen_call
 from service.redaction import mask_text, redact_call
+from service.redis_faults import is_redis_unavailable
 from service.transport.message import raw_body_bytes
 
 logger = logging.getLogger(__name__)
@@ -90,9 +90,9 @@ class FleetConsumer(Consumer):
         try:
             try:
                 capture_message(message, problem.reason, problem.as_exception(), problem.task_name)
-            except RedisUnavailable:
-                raise
             except Exception as build_error:  # the entry itself could not be built
+                if is_redis_unavailable(build_error):
+                    raise  # not the entry's fault: requeued below, after a pause
                 logger.exception("dead-letter entry failed; writing a minimal one")
                 capture_minimal(
                     problem.reason,

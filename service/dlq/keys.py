@@ -8,6 +8,7 @@ Across queues, members "Q|id":
   fleet:dlq:index, fleet:dlq:by-reason:R, fleet:dlq:by-task:T   zsets for filters
   fleet:dlq:stats        hash  "Q|R" -> count
   fleet:dlq:replaying    hash  id -> claim of a replay in flight (DLQ on its own Redis)
+  fleet:dlq:parked       hash  "Q|id|ms" -> a message no entry could hold (last resort)
 Around the DLQ:
   fleet:quarantine       hash  "<list key>|sha1" -> bytes a pop took that cjson cannot read
   fleet:first-failure:T  string  when task T first failed (the entry's first_failure_at)"""
@@ -22,6 +23,7 @@ DLQ_PREFIX = "fleet:dlq"
 GLOBAL_INDEX = f"{DLQ_PREFIX}:index"
 STATS_KEY = f"{DLQ_PREFIX}:stats"
 CLAIMS_KEY = f"{DLQ_PREFIX}:replaying"
+PARKED_KEY = f"{DLQ_PREFIX}:parked"
 QUARANTINE_KEY = "fleet:quarantine"
 FIRST_FAILURE_PREFIX = "fleet:first-failure"
 

@@ -34,6 +34,7 @@ from kombu.utils.json import dumps
 from service.catalog.naming import wake_key
 from service.dlq.envelope import MalformedEnvelope, parse_envelope
 from service.dlq.keys import QUARANTINE_KEY, quarantine_field
+from service.redis_faults import REFUSALS, is_redis_unavailable
 from service.transport.message import SafeMessage
 from service.transport.publish import WAKE_TOKEN, RingingPublisher
 from service.transport.qos import FleetQoS, warn_throttled
@@ -91,6 +92,9 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
         queues = self._queue_cycle.consume(len(self.active_queues))
         if not queues:
             return
+        # Acks and requeues a full or absent Redis refused: written first, so they go
+        # through within a poll of Redis accepting writes again.
+        self.qos.flush_pending()
         if not Channel._quarantine_drained:
             Channel._quarantine_drained = True
             with self.conn_or_acquire() as client:
@@ -146,6 +150,8 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
                 raise
             except self.ResponseError as exc:
                 # A full Redis, a wrong-type wake list...: back off, never die or spin.
+                if is_redis_unavailable(exc):
+                    REFUSALS.labels("poll").inc()
                 warn_throttled("poll", "Redis refused the poll (%s); retrying in %ss", exc, 1)
                 self._fleet_backoff = True
                 raise Empty() from None
