@@ -83,7 +83,7 @@ def is_redis_unavailable(exc: BaseException | None) -> bool:
     """True when `exc` (or what it wraps) means Redis cannot take commands now."""
     seen = 0
     while exc is not None and seen < 8:
-        if isinstance(exc, RedisUnavailable | _UNAVAILABLE_TYPES):
+        if isinstance(exc, (RedisUnavailable, *_UNAVAILABLE_TYPES)):
             return True
         if isinstance(exc, redis.RedisError | OSError):
             text = str(exc)
