@@ -18,15 +18,21 @@ from prometheus_client import Counter
 
 from service.dlq.entry import DLQEntry, Envelope
 from service.dlq.keys import PARKED_KEY
-from service.task_names import bounded
 
 logger = logging.getLogger(__name__)
 
 PARKED = Counter(
     "celery_dlq_parked",
     "Messages parked because the dead-letter queue refused every form of their entry.",
-    ("queue", "task_name"),
+    ("queue",),
 )
+
+
+def initialise_parked(queues: list[str]) -> None:
+    """Create each queue's series at 0 (worker start): the first parking is then an
+    increase the alert sees, not a series born at 1."""
+    for queue in queues:
+        PARKED.labels(queue)
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,7 @@ def park(client: redis.Redis, entry: DLQEntry, envelope: Envelope, error: str) -
         "envelope": envelope,
     }
     client.hset(PARKED_KEY, field, json.dumps(record, default=repr))
-    PARKED.labels(entry["queue"], bounded(entry["task_name"])).inc()
+    PARKED.labels(entry["queue"]).inc()
     logger.error(
         "dead-letter entry %s refused in every form (%s): message parked in %s, not run again",
         entry["id"],
