@@ -38,7 +38,7 @@ from service.redis_faults import REFUSALS, is_redis_unavailable
 from service.transport.message import SafeMessage
 from service.transport.publish import WAKE_TOKEN, RingingPublisher
 from service.transport.qos import FleetQoS, warn_throttled
-from service.transport.quarantine import dead_letter_raw, drain_quarantine
+from service.transport.quarantine import dead_letter_raw, drain_due, drain_quarantine_safely
 from service.transport.scripts import POP_AND_TRACK, TRACK_QUARANTINED
 
 logger = logging.getLogger(__name__)
@@ -95,10 +95,10 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
         # Acks and requeues a full or absent Redis refused: written first, so they go
         # through within a poll of Redis accepting writes again.
         self.qos.flush_pending()
-        if not Channel._quarantine_drained:
+        if not Channel._quarantine_drained or drain_due():
             Channel._quarantine_drained = True
             with self.conn_or_acquire() as client:
-                drain_quarantine(client)
+                drain_quarantine_safely(client)
         self._fleet_waited = queues
         if self._fleet_backoff:
             args: list[Any] = ["BLPOP", f"fleet:backoff:{uuid.uuid4().hex}", BACKOFF_SECONDS]

@@ -166,12 +166,14 @@ def run_batch(
     if report and problems:
         with open(report, "w") as out:
             out.write("\n".join(problems))
-    assert not problems, f"{len(problems)} of {len(batch)} cases:\n" + "\n".join(problems)
     in_flight = {
         "unacked": redis_client.hlen("unacked"),
         "quarantine": redis_client.hlen(QUARANTINE_KEY),
         **{k.decode(): redis_client.llen(k) for k in redis_client.keys(f"{QUEUE}*")},
     }
+    assert not problems, (
+        f"{len(problems)} of {len(batch)} cases (in flight: {in_flight}):\n" + "\n".join(problems)
+    )
     assert not any(in_flight.values()), in_flight
     # And the worker still consumes
     result = celery_app.send_task(TASK, args=["after"])
