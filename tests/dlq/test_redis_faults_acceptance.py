@@ -36,16 +36,27 @@ class Stream:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def send(self, delay: float = 0.02) -> None:
+        with self._lock:
+            item = str(self._next)
+            self._next += 1
+        try:
+            self.producer.send_task(RECORD, args=["accept", item, delay])
+            self.accepted.append(item)
+        except Exception:
+            self.refused += 1  # the caller saw an error: the message was not queued
+
+    def burst(self, count: int) -> None:
+        """A backlog of slower tasks, so the fault finds tasks running and acks due."""
+        for _ in range(count):
+            self.send(0.2)
+
     def _run(self) -> None:
-        i = 0
         while not self._stop.is_set():
-            item = str(i)
-            i += 1
-            try:
-                self.producer.send_task(RECORD, args=["accept", item, 0.02])
-                self.accepted.append(item)
-            except Exception:
-                self.refused += 1  # the caller saw an error: the message was not queued
+            self.send()
             time.sleep(self.period)
 
     def __enter__(self) -> Stream:
@@ -69,16 +80,18 @@ def test_workers_survive_a_killed_a_paused_and_a_full_redis(
     monkeypatch.setenv("CELERY_RESULT_BACKEND", server.url)
     producer = create_app(FleetSettings())
     with Stream(producer) as stream:
-        time.sleep(5)
+        stream.burst(60)
         # Redis killed for 20 s (AOF kept what it had acknowledged)
         server.stop(signal.SIGKILL)
         time.sleep(20)
         server.start()
         time.sleep(5)
+        stream.burst(60)
         # then paused for 15 s (what a Redis being stopped does, and longer)
         client.execute_command("CLIENT", "PAUSE", 15_000, "WRITE")
         time.sleep(20)
         # then full for 20 s
+        stream.burst(100)
         client.config_set("maxmemory-policy", "noeviction")
         client.config_set("maxmemory", 1)
         time.sleep(20)
