@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from service.redis_faults import is_redis_unavailable, note_refusal
+from service.redis_faults import REFUSALS, is_redis_unavailable, note_refusal
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +35,22 @@ class PendingWrites:
         return len(self._kept)
 
     def keep(self, operation: str, tag: str, exc: BaseException) -> None:
-        note_refusal(operation, exc, f"message {tag} stays unacked until it is written")
-        if len(self._kept) < MAX_PENDING:
-            self._kept.setdefault(tag, (operation, time.monotonic()))
+        """One refused write: counted, and logged once per message (its retries are only
+        counted, and logged at most every WARN_EVERY seconds)."""
+        REFUSALS.labels(operation).inc()
+        if tag in self._kept or len(self._kept) >= MAX_PENDING:
+            return
+        self._kept[tag] = (operation, time.monotonic())
+        logger.warning(
+            "Redis refused the %s of message %s (%s: %.200s); its unacked record stays and "
+            "the %s is retried before each poll",
+            operation,
+            tag,
+            type(exc).__name__,
+            str(exc),
+            operation,
+            extra={"operation": operation},
+        )
 
     def flush(self, write: Callable[[str, str], Any], max_age: float) -> int:
         """Retry kept writes in order, `write(operation, tag)`; stops at the first refusal

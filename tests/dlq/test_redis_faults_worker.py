@@ -103,3 +103,20 @@ def test_an_expired_message_is_dead_lettered_with_reason_expired(
     assert entry["reason"] == "expired"
     assert entry["exception_type"] == "TaskExpired"
     wait_until(lambda: redis_client.hlen("unacked") == 0, 10, message="acked")
+
+
+def test_a_task_whose_entry_the_dlq_refuses_is_parked_and_not_run_again(
+    celery_app: Any, redis_client: redis.Redis, worker_factory: Any
+) -> None:
+    # Given a foreign value at the default queue's DLQ entries key (every form of an entry
+    # for that queue is refused for its content)
+    redis_client.set("fleet:dlq:default:entries", "not a hash")
+    worker = worker_factory("default")
+    # When a task of that queue fails for good
+    sent = celery_app.send_task("service.tasks.diagnostics.fail", args=["boom"])
+    # Then its message is parked, acknowledged, and not run again (it used to loop forever)
+    wait_until(lambda: redis_client.hlen("fleet:dlq:parked") == 1, 30, message="parked")
+    time.sleep(4)
+    assert worker.log().count(f"diagnostics.fail[{sent.id}] received") == 1
+    assert redis_client.hlen("unacked") == 0
+    assert sum(redis_client.llen(k) for k in redis_client.keys("default*")) == 0
