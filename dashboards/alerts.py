@@ -143,6 +143,23 @@ def _task_alerts(catalog: QueueCatalog) -> Iterator[Alert]:
         dashboard=QUEUE_OF_ALERT,
     )
 
+    # The worker creates the series at 0 for its queues at start, so the first parking is an
+    # increase; it fires at once and for an hour after the last one.
+    parked = rate_sum("celery_dlq_parked_total", BY_QUEUE, window="1h", func="increase")
+    yield Alert(
+        name="CeleryDeadLetterParked",
+        expr=f"{parked} > 0",
+        severity="critical",
+        summary="Queue {{ $labels.queue }}: messages parked, the DLQ refused their entries",
+        description="The dead-letter queue refused every form of an entry of queue "
+        "{{ $labels.queue }} in the last hour (a foreign value at its DLQ keys, an id held by "
+        "other tasks); the message is parked in fleet:dlq:parked and not run again.",
+        runbook="Run `fleet dlq parked` to see the messages and the Redis error; fix the key "
+        "it names (delete or rename the foreign value), then re-send the messages or HDEL "
+        "them from fleet:dlq:parked.",
+        dashboard=QUEUE_OF_ALERT,
+    )
+
 
 def _queue_alerts(catalog: QueueCatalog) -> Iterator[Alert]:
     for queue in catalog:

@@ -86,7 +86,9 @@ def build() -> dash.Dashboard:
                     Query(
                         rate_sum("celery_task_dead_lettered_total", ("queue", "reason")),
                         "{{queue}} {{reason}}",
-                    )
+                    ),
+                    # The last resort: messages no DLQ entry could hold (service.dlq.parking).
+                    Query(rate_sum("celery_dlq_parked_total", ("queue",)), "{{queue}} parked"),
                 ],
                 unit="ops",
             )

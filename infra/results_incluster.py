@@ -14,9 +14,9 @@ import pulumi_random as random
 from infra.labels import FLEET_POD_SELECTOR, app_labels, selector
 from infra.podspec import (
     container_security_context,
+    empty_dir,
     pod_security_context,
     resources,
-    empty_dir,
     secret_env,
 )
 from infra.results_config import PostgresResults

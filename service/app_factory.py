@@ -52,6 +52,11 @@ def _use_fleet_consumer(app: Celery, settings: FleetSettings) -> None:
     app.conf.worker_consumer = FleetConsumer
 
 
+def _count_dlq_events() -> None:
+    listeners.on_dead_lettered(task_metrics.dead_lettered)
+    listeners.on_expired(task_metrics.expired)
+
+
 def _registered_names(app: Celery) -> Callable[[], Iterable[str]]:
     def names() -> Iterable[str]:
         app.loader.import_default_modules()
@@ -85,9 +90,9 @@ EXTENSIONS: tuple[Extension, ...] = (
         lambda app, settings: send_poison_to(capture_raw),
     ),
     Extension(
-        "DLQ: who counts each dead-lettered message (the worker's metrics)",
+        "DLQ: who counts each dead-lettered or expired message (the worker's metrics)",
         task_metrics.dead_lettered,
-        lambda app, settings: listeners.on_dead_lettered(task_metrics.dead_lettered),
+        lambda app, settings: _count_dlq_events(),
     ),
     Extension(
         "task names that may become metric labels and DLQ index keys",

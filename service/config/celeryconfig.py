@@ -90,6 +90,11 @@ def build_config(settings: FleetSettings, catalog: QueueCatalog = CATALOG) -> di
         **result_backend_config(settings),
         "broker_transport_options": options,
         "broker_connection_retry_on_startup": True,
+        # Never give up on the broker: a worker must outlive a Redis outage and resume on
+        # its own (it retries about once a second, service.dlq.consumer); Celery's default,
+        # 100 attempts, would exit after ~100 s. A worker stuck reconnecting stops touching
+        # its heartbeat file, so the liveness probe still replaces it if that lasts.
+        "broker_connection_max_retries": None,
         # JSON only: pickle from an untrusted broker is remote code execution.
         "task_serializer": "json",
         "result_serializer": "json",

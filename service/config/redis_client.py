@@ -15,6 +15,15 @@ from redis.retry import Retry
 from service.config.redis_url import is_cluster_url, node_url
 from service.config.settings import get_settings
 
+# A command waits this long for its reply. It must outlast a CLIENT PAUSE: the in-cluster
+# Redis pauses writes in its preStop hook (infra.redis_incluster.PRE_STOP_PAUSE_WRITES, 10 s)
+# and an operator's pause may be longer; a timeout inside a pause would fail the command
+# (and, before service.config.redis_faults, dead-letter the task). redis-py then retries a timed
+# out command 3 times with backoff, so a pause up to ~2 minutes passes unnoticed. A dead
+# Redis is found faster by the connect timeout and TCP resets.
+SOCKET_TIMEOUT_SECONDS = 30.0
+CONNECT_TIMEOUT_SECONDS = 5.0
+
 # What callers hold: both have the commands, pipelines and scripts the service uses.
 RedisClient: TypeAlias = redis.Redis | RedisCluster
 
@@ -22,8 +31,8 @@ RedisClient: TypeAlias = redis.Redis | RedisCluster
 def connect(
     url: str,
     *,
-    socket_timeout: float = 10,
-    socket_connect_timeout: float = 5,
+    socket_timeout: float = SOCKET_TIMEOUT_SECONDS,
+    socket_connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
     retry: Retry | None = None,
     client_name: str | None = None,
 ) -> RedisClient:

@@ -105,6 +105,9 @@ class FleetSettings(BaseSettings):
     dlq_raw_body_bytes: int = Field(default=65_536, ge=256)
     dlq_traceback_chars: int = Field(default=8_000, ge=200)
     sensitive_keys: tuple[str, ...] = ("password", "token", "secret", "authorization", "api_key")
+    # A message whose `expires` passed before it ran: dead-lettered with reason `expired`
+    # (true), or dropped as Celery does (false). Counted either way (celery_task_expired).
+    dlq_expired: bool = True
 
     # Example task dependencies.
     smtp_host: str = "localhost"

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 import typer
 from rich.console import Console
 from rich.progress import Progress
+from rich.text import Text
 
 from service.catalog.queues import CATALOG
 from service.cli_support import error
@@ -30,6 +31,7 @@ from service.dlq.cli_views import (
     stats_table,
 )
 from service.dlq.entry import DLQEntry
+from service.dlq.replay_check import registered_tasks, replay_problem
 from service.dlq.store import DLQStore, Filter
 from service.errors import DLQError
 
@@ -64,6 +66,11 @@ def list_entries(
     if as_json:
         print_json(entries)
         return
+    from service.dlq.parking import parked_count
+
+    waiting = parked_count(_store().client)
+    if waiting:
+        _progress_console.print(f"{waiting} parked messages: see `fleet dlq parked`")
     if not entries:
         console.print("no dead-letter entries match" if offset == 0 else "no more entries")
         return
@@ -126,9 +133,16 @@ def replay(
     flt: Filter = Filter(),
     everything: bool = typer.Option(False, "--all", help="Replay every entry."),
     to_queue: ToQueueOption = None,
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Replay entries that would be refused (unreplayable message, minimal entry, task "
+        "not registered here); they may come straight back.",
+    ),
     as_json: JsonOption = False,
 ) -> None:
-    """Re-enqueue entries and remove them from the DLQ, each in one atomic step."""
+    """Re-enqueue entries and remove them from the DLQ, each in one atomic step. Entries that
+    cannot be replayed are refused and kept whole (exit code 1), unless --force."""
     destination = None if to_queue is None else CATALOG.get(to_queue)
     store = _store()
     resumed = store.resume_claims()
@@ -138,7 +152,16 @@ def replay(
     if not pairs:
         return
 
+    registered = registered_tasks()
+    refused: list[dict[str, str]] = []
+
     def one(source: str, entry_id: str) -> bool:
+        entry = store.get(source, entry_id)
+        if entry is not None and not force:
+            problem = replay_problem(entry, store.envelope(source, entry_id), registered)
+            if problem is not None:
+                refused.append({"id": entry_id, "queue": source, "why": problem})
+                return False
         if destination is None:
             return store.replay(source, entry_id)
         return store.replay(
@@ -146,7 +169,9 @@ def replay(
         )
 
     done, missing = _apply(pairs, len(pairs), "replaying", one)
-    report("replayed", done, missing, as_json)
+    report("replayed", done, missing - len(refused), as_json, refused)
+    if refused:
+        raise typer.Exit(1)
 
 
 @dlq_cli.command()
@@ -186,3 +211,36 @@ def stats(as_json: JsonOption = False) -> None:
         console.print("the dead-letter queue is empty")
         return
     console.print(stats_table(rows, sum(counts.values())))
+
+
+@dlq_cli.command()
+@redis_errors
+def parked(as_json: JsonOption = False) -> None:
+    """Messages parked because the DLQ refused every form of their entry (never run again)."""
+    from service.dlq.parking import parked_messages
+
+    found = parked_messages(_store().client)
+    rows = [
+        {
+            "field": p.field,
+            "queue": p.queue,
+            "id": p.entry_id,
+            "task_name": p.task_name,
+            "reason": p.reason,
+            "error": p.error,
+            "parked_at": p.parked_at,
+        }
+        for p in found
+    ]
+    if as_json:
+        print_json(rows, sort_keys=False)
+        return
+    if not rows:
+        console.print("no parked messages")
+        return
+    for row in rows:
+        console.print(Text(" ".join(f"{k}={v}" for k, v in row.items())))
+    console.print(
+        f"{len(rows)} parked in fleet:dlq:parked: fix the key named in the error, then re-send "
+        "or HDEL them"
+    )

@@ -82,8 +82,17 @@ def stats_table(rows: list[dict[str, Any]], total: int) -> Table:
     return table
 
 
-def report(verb: str, done: int, missing: int, as_json: bool) -> None:
+def report(
+    verb: str, done: int, missing: int, as_json: bool, refused: list[dict[str, str]] | None = None
+) -> None:
     if as_json:
-        print(json.dumps({verb: done, "already_gone": missing}))
+        extra = {"refused": refused} if refused else {}
+        print(json.dumps({verb: done, "already_gone": missing, **extra}))
         return
     console.print(f"{verb} {done} entries" + (f" ({missing} already gone)" if missing else ""))
+    for item in refused or ():
+        console.print(
+            Text(f"refused {item['id']} (queue {item['queue']}): {item['why']}; kept in the DLQ")
+        )
+    if refused:
+        console.print("fix the cause, or replay them anyway with --force")

@@ -9,6 +9,7 @@ while Redis heals); content the entry cannot hold falls back to a minimal entry 
 
 from __future__ import annotations
 
+import functools
 import logging
 from reprlib import Repr
 from typing import Any
@@ -16,10 +17,10 @@ from typing import Any
 from celery.worker.consumer import Consumer
 
 from service.config.celery_app import max_delay_seconds
+from service.config.redis_faults import is_redis_unavailable
 from service.config.settings import get_settings
 from service.dlq.capture import capture_message, capture_minimal
 from service.dlq.reasons import Reason
-from service.dlq.safe_write import RedisUnavailable
 from service.dlq.screening import Call, Problem, screen_call
 from service.redaction import mask_text, redact_call
 from service.transport.message import raw_body_bytes
@@ -44,8 +45,25 @@ def masked_reprs(task: Any, call: Call) -> tuple[str, str]:
     return mask_text(_REPR.repr(args), keys), mask_text(_REPR.repr(kwargs), keys)
 
 
+# Reconnecting to a broker that went away: kombu waits 2, 4, 6... up to 30 s between
+# attempts, so a worker found Redis back up to 30 s late. Retry every RECONNECT_MAX_INTERVAL
+# at most: the worker resumes within about a second of Redis answering again (each attempt
+# is one TCP connect: cheap for Redis).
+RECONNECT_FIRST_INTERVAL = 0.5
+RECONNECT_MAX_INTERVAL = 1.0
+
+
 class FleetConsumer(Consumer):
     _write_failures = 0
+
+    def ensure_connected(self, conn: Any) -> Any:
+        conn.ensure_connection = functools.partial(
+            conn.ensure_connection,
+            interval_start=RECONNECT_FIRST_INTERVAL,
+            interval_step=RECONNECT_FIRST_INTERVAL,
+            interval_max=RECONNECT_MAX_INTERVAL,
+        )
+        return super().ensure_connected(conn)
 
     def create_task_handler(self, *args: Any, **kwargs: Any) -> Any:
         handle = super().create_task_handler(*args, **kwargs)
@@ -89,9 +107,9 @@ class FleetConsumer(Consumer):
         try:
             try:
                 capture_message(message, problem.reason, problem.as_exception(), problem.task_name)
-            except RedisUnavailable:
-                raise
             except Exception as build_error:  # the entry itself could not be built
+                if is_redis_unavailable(build_error):
+                    raise  # not the entry's fault: requeued below, after a pause
                 logger.exception("dead-letter entry failed; writing a minimal one")
                 capture_minimal(
                     problem.reason,

@@ -13,6 +13,7 @@ Across queues:
   fleet:dlq:queues           set   every queue that has held an entry (reads go over these
                                    and the catalog's, so a queue dropped from the catalog
                                    keeps its entries visible)
+  fleet:dlq:parked           hash  "Q|id|ms" -> a message no entry could hold (last resort)
 Around the DLQ:
   fleet:first-failure:T      string  when task T first failed (the entry's first_failure_at)
 (The transport's quarantine key is named in service.catalog.naming.)
@@ -26,6 +27,7 @@ from service.task_names import task_label
 
 DLQ_PREFIX = "fleet:dlq"
 QUEUES_KEY = f"{DLQ_PREFIX}:queues"
+PARKED_KEY = f"{DLQ_PREFIX}:parked"
 FIRST_FAILURE_PREFIX = "fleet:first-failure"
 
 

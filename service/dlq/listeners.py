@@ -1,6 +1,6 @@
-"""Who hears that a message was dead-lettered. The worker's metrics count it, but the worker
-sits above the DLQ, so the app factory adds that listener here (service.app_factory) rather
-than the DLQ importing the worker."""
+"""Who hears that a message was dead-lettered or expired. The worker's metrics count both, but
+the worker sits above the DLQ, so the app factory adds those listeners here
+(service.app_factory) rather than the DLQ importing the worker."""
 
 from __future__ import annotations
 
@@ -20,3 +20,19 @@ def on_dead_lettered(listener: DeadLettered) -> None:
 def dead_lettered(queue: str, task_name: str, reason: str) -> None:
     for listener in _listeners:
         listener(queue, task_name, reason)
+
+
+# (queue, task name): a message whose `expires` passed before it could run.
+Expired = Callable[[str, str], None]
+_expired_listeners: list[Expired] = []
+
+
+def on_expired(listener: Expired) -> None:
+    """Call `listener` for every expired message this process meets (added once)."""
+    if listener not in _expired_listeners:
+        _expired_listeners.append(listener)
+
+
+def expired(queue: str, task_name: str) -> None:
+    for listener in _expired_listeners:
+        listener(queue, task_name)

@@ -17,3 +17,5 @@ class Reason(StrEnum):
     OVERSIZED_BODY = "oversized_body"
     INVALID_ARGUMENTS = "invalid_arguments"
     INVALID_MESSAGE = "invalid_message"
+    # Its `expires` passed before it could run (FLEET_DLQ_EXPIRED=false drops it instead).
+    EXPIRED = "expired"

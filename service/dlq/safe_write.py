@@ -5,8 +5,10 @@ Redis' cjson cannot encode, nesting deeper than cjson allows, an id that already
 entry of another task. Such a write used to fail, the message was requeued without delay and
 ran again, thousands of times. Here the entry is made JSON-safe first; if Redis still refuses
 it for its content, a minimal entry (raw bytes, reason, the write error) made only of plain
-bounded strings is written instead. A write that fails because Redis is down or full is not
-the entry's fault: it raises `RedisUnavailable` and the caller backs off."""
+bounded strings is written instead; if even that is refused, the message is parked
+(service.dlq.parking), never requeued to run again. A write that fails because Redis is down
+or full (service.config.redis_faults) is not the entry's fault: it raises `RedisUnavailable` and the
+caller backs off, keeping the message where it is; no minimal entry is written for that."""
 
 from __future__ import annotations
 
@@ -18,13 +20,14 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import redis
-
+from service.config.redis_faults import RedisUnavailable, is_redis_unavailable
 from service.config.settings import get_settings
 from service.dlq.entry import DLQEntry, Envelope
+from service.dlq.parking import park
 from service.dlq.store import DLQStore
-from service.errors import FleetError
 from service.redaction import mask_text
+
+__all__ = ["RedisUnavailable", "is_redis_unavailable", "write_entry"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,18 +35,6 @@ logger = logging.getLogger(__name__)
 # nobody reads a 900-level argument in a table anyway.
 MAX_DEPTH = 32
 _TEXT_CHARS = 2_000
-# Redis error replies that mean "not now" rather than "not this entry".
-_UNAVAILABLE_REPLIES = ("OOM", "READONLY", "LOADING", "MASTERDOWN", "MISCONF", "BUSY", "NOREPLICAS")
-
-
-class RedisUnavailable(FleetError):
-    """Redis could not take the write now (down, full, read-only): back off and try again."""
-
-
-def is_redis_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, RedisUnavailable | redis.ConnectionError | redis.TimeoutError):
-        return True
-    return isinstance(exc, redis.ResponseError) and str(exc).startswith(_UNAVAILABLE_REPLIES)
 
 
 def safe_text(value: Any, limit: int = _TEXT_CHARS) -> str:
@@ -112,26 +103,40 @@ def minimal_entry(entry: Mapping[str, object], error: BaseException) -> DLQEntry
     }
 
 
+def _unavailable(exc: BaseException) -> RedisUnavailable:
+    return RedisUnavailable(safe_text(f"{type(exc).__name__}: {exc}", 300))
+
+
 def write_entry(store: DLQStore, entry: DLQEntry, envelope: Envelope) -> str:
-    """Write `entry`, or its minimal form if Redis refuses the content; returns the id
-    written. Raises RedisUnavailable when Redis cannot take any write now."""
+    """Write `entry`, or its minimal form if Redis refuses the content, or park the message
+    if Redis refuses that too; returns the id written (or the parked field). Raises
+    RedisUnavailable when Redis cannot take any write now."""
     try:
         store.add(json_safe(entry), _envelope_json_ok(envelope))
         return str(entry["id"])
     except Exception as exc:
         if is_redis_unavailable(exc):
-            raise RedisUnavailable(safe_text(f"{type(exc).__name__}: {exc}", 300)) from exc
+            raise _unavailable(exc) from exc
         failure = exc
     logger.warning(
         "dead-letter entry refused for its content (%s); writing a minimal entry",
         type(failure).__name__,
     )
     fallback = minimal_entry(entry, failure)
+    for kept in (_envelope_json_ok(envelope), None):
+        try:
+            if kept is None:  # not even the envelope: keep what the operator needs to judge it
+                kept = {"unreplayable": safe_text(f"{type(failure).__name__}: {failure}", 300)}
+            store.add(fallback, kept)
+            return str(fallback["id"])
+        except Exception as exc:
+            if is_redis_unavailable(exc):
+                raise _unavailable(exc) from exc
+            failure = exc
+    error = safe_text(f"{type(failure).__name__}: {failure}", 300)
     try:
-        store.add(fallback, _envelope_json_ok(envelope))
+        return park(store.client, fallback, _envelope_json_ok(envelope), error)
     except Exception as exc:
         if is_redis_unavailable(exc):
-            raise RedisUnavailable(safe_text(f"{type(exc).__name__}: {exc}", 300)) from exc
-        # Not even the envelope: keep what the operator needs to find and judge it.
-        store.add(fallback, {"unreplayable": safe_text(f"{type(exc).__name__}: {exc}", 300)})
-    return str(fallback["id"])
+            raise _unavailable(exc) from exc
+        raise

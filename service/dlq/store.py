@@ -8,10 +8,12 @@ failed); entries shown to humans have sensitive kwargs masked."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
 from typing import Any
 
+import redis
 from redis.crc import key_slot
 
 from service.catalog.naming import (
@@ -158,8 +160,10 @@ class DLQStore(DLQReader):
     @staticmethod
     def _wake(client: RedisClient, queue: str) -> None:
         # A hint for idle workers blocked on the queue's wake list (service.transport);
-        # without it they find the message at their next idle timeout.
-        client.lpush(wake_key(queue), "1")
+        # without it they find the message at their next idle timeout. So its failure (a
+        # foreign value under the key) never fails a replay that is done.
+        with contextlib.suppress(redis.ResponseError):
+            client.lpush(wake_key(queue), "1")
 
     def resume_claims(self) -> int:
         """Push replays a crash interrupted between claim and push (DLQ on its own Redis,

@@ -5,23 +5,29 @@ retried with exponential backoff and jitter until `max_retries`; anything else, 
 budget used up, is written to the dead-letter queue synchronously, inside the worker, before
 Celery acknowledges the message (acks_late). If that write fails (Redis down or full), it is
 retried with pauses, then the message is rejected with requeue so it comes back: a failed
-task never vanishes, and never spins."""
+task never vanishes, and never spins.
+
+A task that fails because Redis itself is unavailable (service.config.redis_faults: down, full,
+paused, loading) did nothing wrong: it is retried with backoff (up to REDIS_RETRY_LIMIT
+times), never dead-lettered for it. When Redis refuses the retry's own publish, the message
+is requeued instead of dropped (Celery rejects it without requeue)."""
 
 from __future__ import annotations
 
 import inspect
 import json
 import logging
+import random
 import time
 from typing import Any, ClassVar
 
 from celery import Task
 from celery.exceptions import MaxRetriesExceededError, Reject, Retry, SoftTimeLimitExceeded
 
+from service.config.redis_faults import is_redis_unavailable
 from service.dlq import capture
 from service.dlq.reasons import Reason
 from service.dlq.request import FleetRequest
-from service.dlq.safe_write import is_redis_unavailable
 from service.errors import PermanentTaskError, TransientTaskError
 
 logger = logging.getLogger(__name__)
@@ -29,6 +35,11 @@ logger = logging.getLogger(__name__)
 # Pauses between DLQ write attempts inside the task (Redis down or full) before the message
 # is requeued: a requeue without a pause ran the task again thousands of times a minute.
 DLQ_WRITE_BACKOFF = (0.5, 1.0, 2.0, 4.0)
+# A task whose own Redis access failed because Redis was unavailable is retried this many
+# times (backoff up to REDIS_RETRY_MAX_DELAY s) before it is dead-lettered as
+# max_retries_exceeded: at least ~10 minutes of outage.
+REDIS_RETRY_LIMIT = 30
+REDIS_RETRY_MAX_DELAY = 30.0
 
 
 class FleetTask(Task[Any, Any]):
@@ -67,7 +78,27 @@ class FleetTask(Task[Any, Any]):
             self._dead_letter(Reason.SOFT_TIME_LIMIT, exc, args, kwargs)
             raise
         except Exception as exc:
-            self._dead_letter(self._reason_for(exc), exc, args, kwargs)
+            retries = int(self.request.retries or 0)
+            if is_redis_unavailable(exc) and retries < REDIS_RETRY_LIMIT:
+                # Redis, not the task: run it again later (raises Retry, or Reject(requeue)).
+                delay = min(REDIS_RETRY_MAX_DELAY, 2.0**retries) * random.uniform(0.5, 1.0)
+                self.retry(exc=exc, countdown=delay, max_retries=REDIS_RETRY_LIMIT)
+            reason = self._reason_for(exc)
+            if is_redis_unavailable(exc):
+                reason = Reason.MAX_RETRIES_EXCEEDED
+            self._dead_letter(reason, exc, args, kwargs)
+            raise
+
+    def retry(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().retry(*args, **kwargs)
+        except Reject as rejected:
+            # Celery rejects WITHOUT requeue when the retry's publish fails: with Redis full
+            # or gone that dropped the message. Requeue it (the transport keeps the requeue
+            # until Redis takes it).
+            if not getattr(rejected, "requeue", True) and is_redis_unavailable(rejected):
+                logger.warning("retry could not be published (Redis unavailable); requeued")
+                raise Reject(getattr(rejected, "reason", None), requeue=True) from None
             raise
 
     def _signature_problem(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:

@@ -32,11 +32,12 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps
 
 from service.catalog.naming import QUARANTINE_KEY, quarantine_field, wake_key
+from service.config.redis_faults import REFUSALS, is_redis_unavailable
 from service.transport.envelope import MalformedEnvelope, parse_envelope
 from service.transport.message import SafeMessage
 from service.transport.publish import WAKE_TOKEN, RingingPublisher
 from service.transport.qos import FleetQoS, warn_throttled
-from service.transport.quarantine import dead_letter_raw, drain_quarantine
+from service.transport.quarantine import dead_letter_raw, drain_due, drain_quarantine_safely
 from service.transport.scripts import POP_AND_TRACK, TRACK_QUARANTINED
 
 logger = logging.getLogger(__name__)
@@ -90,10 +91,13 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
         queues = self._queue_cycle.consume(len(self.active_queues))
         if not queues:
             return
-        if not Channel._quarantine_drained:
+        # Acks and requeues a full or absent Redis refused: written first, so they go
+        # through within a poll of Redis accepting writes again.
+        self.qos.flush_pending()
+        if not Channel._quarantine_drained or drain_due():
             Channel._quarantine_drained = True
             with self.conn_or_acquire() as client:
-                drain_quarantine(client)
+                drain_quarantine_safely(client)
         self._fleet_waited = queues
         if self._fleet_backoff:
             args: list[Any] = ["BLPOP", f"fleet:backoff:{uuid.uuid4().hex}", BACKOFF_SECONDS]
@@ -145,6 +149,8 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
                 raise
             except self.ResponseError as exc:
                 # A full Redis, a wrong-type wake list...: back off, never die or spin.
+                if is_redis_unavailable(exc):
+                    REFUSALS.labels("poll").inc()
                 warn_throttled("poll", "Redis refused the poll (%s); retrying in %ss", exc, 1)
                 self._fleet_backoff = True
                 raise Empty() from None

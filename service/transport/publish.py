@@ -4,6 +4,7 @@ blocked on the wake lists pick it up at once (see service.transport)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from kombu.utils.json import dumps
@@ -11,7 +12,24 @@ from kombu.utils.json import dumps
 from service.catalog.naming import wake_key
 from service.transport.envelope import MalformedEnvelope
 
+logger = logging.getLogger(__name__)
+
 WAKE_TOKEN = "1"
+
+# KEYS: the queue's priority list, its wake list. ARGV: message, token.
+# The message first: when Redis refuses it (full) the caller gets the error and nothing is
+# queued. Once it is in, the token is pcall'ed: a foreign value under the wake key (ours,
+# fleet:wake:*) is replaced, and any error there is swallowed: the publish has succeeded
+# and the caller must not see an error (it would publish a copy).
+PUSH_AND_RING = """
+redis.call('LPUSH', KEYS[1], ARGV[1])
+local rung = redis.pcall('LPUSH', KEYS[2], ARGV[2])
+if type(rung) == 'table' and rung.err then
+  redis.pcall('DEL', KEYS[2])
+  redis.pcall('LPUSH', KEYS[2], ARGV[2])
+end
+return 1
+"""
 
 
 # The mixin uses kombu's Redis channel internals, which come after it in the Channel's MRO.
@@ -28,13 +46,28 @@ class RingingPublisher(_KombuChannelInternals):  # type: ignore[misc]
             if batch is not None:
                 batch.add("lpush", wake_key(queue), WAKE_TOKEN)
             else:
-                with self.conn_or_acquire() as client:
-                    client.lpush(wake_key(queue), WAKE_TOKEN)
+                self._ring(queue)
             return
         key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
-        # One round trip; the token after the message, so a woken worker finds it.
-        with self.conn_or_acquire() as client, client.pipeline(transaction=False) as pipe:
-            pipe.lpush(key, dumps(message)).lpush(wake_key(queue), WAKE_TOKEN).execute()
+        # One script, one round trip: the message, then its token (a woken worker finds it);
+        # a token Redis refuses never fails a message that is queued.
+        with self.conn_or_acquire() as client:
+            script = self.__dict__.get("_fleet_push_and_ring")
+            if script is None:
+                script = self.__dict__["_fleet_push_and_ring"] = client.register_script(
+                    PUSH_AND_RING
+                )
+            script(keys=[key, wake_key(queue)], args=[dumps(message), WAKE_TOKEN], client=client)
+
+    def _ring(self, queue: str) -> None:
+        """Push a wake token after a message was queued: a hint only, so its failure is
+        logged, never raised to the publisher (the worker finds the message at its next
+        poll)."""
+        try:
+            with self.conn_or_acquire() as client:
+                client.lpush(wake_key(queue), WAKE_TOKEN)
+        except Exception as exc:
+            logger.warning("wake token for queue %s not written (%s)", queue, type(exc).__name__)
 
     def check_routable(self, exchange: str, routing_key: str) -> None:
         """Raise MalformedEnvelope when kombu could not route a restored message (its own

@@ -12,7 +12,6 @@ nothing, and the next sweep tries again."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from typing import Any
@@ -22,8 +21,10 @@ from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
+from service.config.redis_faults import REFUSALS, is_redis_unavailable
 from service.errors import FleetError
 from service.transport.envelope import MalformedEnvelope, check_envelope
+from service.transport.pending import pending_writes
 from service.transport.quarantine import dead_letter_poison
 
 logger = logging.getLogger(__name__)
@@ -70,12 +71,39 @@ class FleetQoS(_RedisQoS):  # type: ignore[misc]
         else:
             super().append(message, delivery_tag)
 
+    def ack(self, delivery_tag: str) -> None:
+        try:
+            super().ack(delivery_tag)
+        except Exception as exc:
+            if not is_redis_unavailable(exc):
+                raise
+            # Full, read-only, gone: the record stays and the ack is written later
+            # (service.transport.pending); the error never reaches Celery's event loop.
+            pending_writes.keep("ack", delivery_tag, exc)
+            virtual.QoS.ack(self, delivery_tag)
+
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
         try:
             super().reject(delivery_tag, requeue=requeue)
-        except RestoreRefused:
-            # Kept in unacked: the sweep requeues it after the visibility timeout.
+        except Exception as exc:
+            if is_redis_unavailable(exc):
+                pending_writes.keep("requeue" if requeue else "ack", delivery_tag, exc)
+            elif not isinstance(exc, RestoreRefused):
+                raise
+            # Kept in unacked: written later, or requeued by the sweep after the visibility
+            # timeout.
             virtual.QoS.ack(self, delivery_tag)
+
+    def flush_pending(self) -> None:
+        """Write the acks and requeues Redis refused earlier (called before each poll)."""
+        if pending_writes:
+            pending_writes.flush(self._write_kept, self.visibility_timeout / 2)
+
+    def _write_kept(self, operation: str, tag: str) -> None:
+        if operation == "ack":
+            self._remove_from_indices(tag).execute()
+        else:
+            self.restore_by_tag(tag, leftmost=True)
 
     def restore_visible(self, *args: Any, **kwargs: Any) -> None:
         # Most sweeps find nothing overdue: one ZRANGE instead of kombu's lock, ZRANGE and
@@ -86,8 +114,11 @@ class FleetQoS(_RedisQoS):  # type: ignore[misc]
                                  offset=0, num=1):  # fmt: skip
                 return
         # Logged where it happened; the next sweep tries again.
-        with contextlib.suppress(RestoreRefused):
+        try:
             super().restore_visible(*args, **kwargs)
+        except RestoreRefused as exc:
+            if is_redis_unavailable(exc):
+                REFUSALS.labels("restore").inc()
 
     def restore_unacked(self, client: Any = None) -> None:
         # At shutdown: restore what can be restored; the rest stays in unacked for the sweep.
@@ -126,7 +157,7 @@ class FleetQoS(_RedisQoS):  # type: ignore[misc]
                 exc,
                 self.unacked_key,
             )
-            raise RestoreRefused(str(exc)) from None
+            raise RestoreRefused(str(exc)) from exc
 
     def _dead_letter_record(
         self, client: Any, tag: Any, raw: bytes, queue_hint: str, exc: MalformedEnvelope

@@ -11,6 +11,7 @@ from typing import Any
 from kombu.utils.encoding import bytes_to_str
 
 from service.catalog.naming import QUARANTINE_KEY, quarantine_field, quarantine_list_key
+from service.config.redis_faults import is_redis_unavailable, note_refusal
 from service.errors import FleetError
 from service.transport.envelope import MalformedEnvelope, parse_envelope
 
@@ -39,15 +40,42 @@ def dead_letter_poison(item: bytes, list_key: str, exc: BaseException) -> None:
     _poison_sink(item, list_key, exc)
 
 
+class _Retry:
+    """Set when Redis was unavailable for a quarantine decision: the worker drains the
+    quarantine again at a later poll (else the item waited for the next worker start)."""
+
+    due = False
+
+
+def drain_due() -> bool:
+    due, _Retry.due = _Retry.due, False
+    return due
+
+
 def dead_letter_raw(client: Any, item: bytes, list_key: str, exc: BaseException) -> bool:
     """Move a quarantined item to the DLQ; it stays quarantined if that fails."""
     try:
         dead_letter_poison(item, list_key, exc)
-    except Exception:
+    except Exception as write_error:
+        if is_redis_unavailable(write_error):
+            _Retry.due = True
+            note_refusal("dead-letter", write_error, f"the item stays in {QUARANTINE_KEY}")
+            return False
         logger.exception("dead-letter write failed; the item stays in %s", QUARANTINE_KEY)
         return False
     client.hdel(QUARANTINE_KEY, quarantine_field(list_key, item))
     return True
+
+
+def drain_quarantine_safely(client: Any) -> None:
+    """drain_quarantine, retried at a later poll when Redis refuses it."""
+    try:
+        drain_quarantine(client)
+    except Exception as exc:
+        if not is_redis_unavailable(exc):
+            raise
+        _Retry.due = True
+        note_refusal("quarantine", exc)
 
 
 def drain_quarantine(client: Any) -> int:

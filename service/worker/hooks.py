@@ -158,6 +158,9 @@ def initialise_task_metrics(app: Any) -> None:
         if queue in CATALOG
         for task in tasks_served(queue, names)
     )
+    from service.dlq.parking import initialise_parked
+
+    initialise_parked([queue for queue in consumed if queue in CATALOG])
 
 
 def _on_setup_logging(**_: Any) -> None:

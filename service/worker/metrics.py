@@ -32,6 +32,12 @@ RETRIED = Counter("celery_task_retried", "Retries scheduled.", LABELS)
 DEAD_LETTERED = Counter(
     "celery_task_dead_lettered", "Messages written to the dead-letter queue.", (*LABELS, "reason")
 )
+EXPIRED = Counter(
+    "celery_task_expired",
+    "Messages whose expiry passed before they ran (dead-lettered, or dropped when "
+    "FLEET_DLQ_EXPIRED is false).",
+    LABELS,
+)
 DURATION = Histogram(
     "celery_task_duration_seconds", "Task run time.", LABELS, buckets=DURATION_BUCKETS
 )
@@ -75,6 +81,9 @@ class TaskMetrics:
 
     def retried(self, queue: str, task_name: str) -> None:
         RETRIED.labels(queue, task_name).inc()
+
+    def expired(self, queue: str, task_name: str) -> None:
+        EXPIRED.labels(queue, task_label(task_name)).inc()
 
     def dead_lettered(self, queue: str, task_name: str, reason: str) -> None:
         # Poison names come from senders: unregistered ones share one label.

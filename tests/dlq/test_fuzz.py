@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 from typing import Any
 
@@ -19,6 +20,7 @@ import redis
 from fuzz_envelopes import CALLS_KEY, QUEUE, TASK, Case, _base, cases
 from harness import wait_until
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 from service.dlq.capture import store
 from service.dlq.store import Filter
@@ -73,36 +75,105 @@ def _outcome(case: Case, runs: dict[str, int], dlq_text: str) -> tuple[int, bool
 def test_mutated_envelopes_end_in_the_dlq_or_run_exactly_once(
     celery_app: Any, redis_client: redis.Redis, worker_factory: Any
 ) -> None:
-    batch = draw_cases(EXAMPLES)
+    run_batch(draw_cases(EXAMPLES), celery_app, redis_client, worker_factory)
+
+
+def test_mutated_envelopes_under_redis_faults_end_in_the_dlq_or_run(
+    celery_app: Any, redis_client: redis.Redis, worker_factory: Any
+) -> None:
+    # Faults injected between the worker's steps: Redis full (noeviction) or paused for a
+    # moment, at drawn times, while the batch is processed. A duplicate run is acceptable
+    # under faults; a loss, a dead worker or an entry degraded by a fault is not.
+    batch = draw_cases(max(10, EXAMPLES // 2))
+    faults = draw_faults()
+    redis_client.config_set("maxmemory-policy", "noeviction")
+    stop = threading.Event()
+
+    def inject() -> None:
+        for kind, after, length in faults:
+            if stop.wait(after):
+                return
+            if kind == "full":
+                redis_client.config_set("maxmemory", 1)
+                stop.wait(length)
+                redis_client.config_set("maxmemory", 0)
+            else:
+                redis_client.execute_command("CLIENT", "PAUSE", int(length * 1000), "WRITE")
+                stop.wait(length)
+
+    injector = threading.Thread(target=inject, daemon=True)
+    try:
+        run_batch(batch, celery_app, redis_client, worker_factory, injector, exactly_once=False)
+    finally:
+        stop.set()
+        injector.join(10)
+        redis_client.config_set("maxmemory", 0)
+    degraded = [e["id"] for e in store().iter_entries(Filter()) if e.get("minimal")]
+    assert not degraded, f"entries degraded by a transient fault: {degraded}"
+
+
+def draw_faults() -> list[tuple[str, float, float]]:
+    """(kind, seconds after the previous fault, length): four faults of 1-3 s."""
+    drawn: list[list[tuple[str, float, float]]] = []
+    fault = st.tuples(
+        st.sampled_from(["full", "pause"]),
+        st.floats(0.2, 2.0),
+        st.floats(1.0, 3.0),
+    )
+
+    @settings(max_examples=1, database=None, derandomize=not RANDOM, phases=[Phase.generate])
+    @given(st.lists(fault, min_size=4, max_size=4))
+    def collect(value: list[tuple[str, float, float]]) -> None:
+        drawn.append(value)
+
+    collect()
+    return drawn[0]
+
+
+def run_batch(
+    batch: list[Case],
+    celery_app: Any,
+    redis_client: redis.Redis,
+    worker_factory: Any,
+    injector: threading.Thread | None = None,
+    exactly_once: bool = True,
+) -> None:
     for case in batch:
         redis_client.lpush(QUEUE, case.raw)
     worker = worker_factory(QUEUE, env=VISIBILITY)
+    if injector is not None:
+        injector.start()
 
     def unresolved() -> list[Case]:
         runs, text = _runs(redis_client), _dead_lettered_text()
         return [c for c in batch if _outcome(c, runs, text) == (0, False)]
 
     # Unresolved cases are reported below, with their mutations, rather than as a timeout.
-    _wait_quietly(lambda: not worker.alive() or not unresolved(), 20 + EXAMPLES // 4)
+    patience = 20 + EXAMPLES // 4 + (0 if injector is None else 60)
+    _wait_quietly(lambda: not worker.alive() or not unresolved(), patience)
     assert worker.alive(), f"worker died:\n{worker.log()[-3000:]}"
+    if injector is not None:
+        injector.join(30)
     # Past the visibility timeout (5 s) plus a restore sweep, nothing may still be in flight
     time.sleep(7)
     runs, text = _runs(redis_client), _dead_lettered_text()
     problems = []
     for case in batch:
         ran, dead = _outcome(case, runs, text)
-        if ran > 1 or (ran == 0 and not dead):
+        if (exactly_once and ran > 1) or (ran == 0 and not dead):
             problems.append(f"ran {ran}x, in DLQ: {dead}: {'; '.join(case.description)}")
     report = os.environ.get("FLEET_FUZZ_REPORT")
     if report and problems:
         with open(report, "w") as out:
             out.write("\n".join(problems))
-    assert not problems, f"{len(problems)} of {len(batch)} cases:\n" + "\n".join(problems)
     in_flight = {
         "unacked": redis_client.hlen("unacked"),
         "quarantine": redis_client.hlen(QUARANTINE_KEY),
         **{k.decode(): redis_client.llen(k) for k in redis_client.keys(f"{QUEUE}*")},
     }
+    assert not problems, (
+        f"{len(problems)} of {len(batch)} cases (in flight: {in_flight}):\n" + "\n".join(problems)
+    )
     assert not any(in_flight.values()), in_flight
     # And the worker still consumes
     result = celery_app.send_task(TASK, args=["after"])

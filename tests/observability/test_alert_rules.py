@@ -22,7 +22,7 @@ from service.catalog.queues import CATALOG
 REPO = Path(__file__).resolve().parents[2]
 REQUIRED_ANNOTATIONS = {"summary", "description", "runbook", "dashboard"}
 # Alerts that fire on the first evaluation on purpose (each dead letter is worth a look).
-NO_FOR = {"CeleryDeadLetterQueueReceiving"}
+NO_FOR = {"CeleryDeadLetterQueueReceiving", "CeleryDeadLetterParked"}
 PER_QUEUE = {
     "CeleryQueueBacklogHigh",
     "CeleryQueueOldestTaskTooOld",
@@ -34,6 +34,7 @@ ALERTS_BRIEF = {
     "CeleryQueueBacklogHigh",
     "CeleryQueueOldestTaskTooOld",
     "CeleryDeadLetterQueueReceiving",
+    "CeleryDeadLetterParked",
     "CeleryQueueNoConsumers",
     "CeleryExporterDown",
     "CeleryAutoscalerAtMaxReplicas",

@@ -17,6 +17,7 @@ WORKER_COUNTERS = {
     "celery_task_failed_total",
     "celery_task_retried_total",
     "celery_task_dead_lettered_total",
+    "celery_dlq_parked_total",
 }
 WORKER_HISTOGRAMS = {"celery_task_duration_seconds", "celery_task_queue_wait_seconds"}
 WORKER_GAUGES = {"celery_active_tasks"}
