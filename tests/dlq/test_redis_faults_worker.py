@@ -11,7 +11,7 @@ import pytest
 import redis
 from harness import wait_until
 
-from service.config.celery_app import create_app
+from service.app_factory import create_app
 from service.config.settings import FleetSettings
 from service.dlq.capture import store
 from service.dlq.store import Filter
