@@ -24,6 +24,8 @@ from typing import Any
 import redis
 from harness import REPO, RedisServer, free_port, wait_until
 
+from service.catalog.naming import wake_key
+
 # Commands the benchmark itself sends (publishing, polling for the end), not the worker.
 HARNESS_COMMANDS = {"lpush", "llen", "hlen", "info", "config|resetstat", "config"}
 TRANSACTION = {"multi", "exec"}
@@ -150,7 +152,7 @@ def _capture_template(worker: RunningWorker) -> None:
     assert worker.template is not None, "could not capture a message template"
     stamp_key = f"bench:warm:{uuid.uuid4().hex}"
     worker.producer.send_task(worker.variant.stamp, args=[stamp_key])
-    client.lpush(f"fleet:wake:{worker.variant.queue}", "1")  # stock producers do not ring
+    client.lpush(wake_key(worker.variant.queue), "1")  # stock producers do not ring
     try:
         wait_until(lambda: client.llen(stamp_key) > 0, 60, message=f"{worker.variant.name} ready")
     except AssertionError:
@@ -221,7 +223,7 @@ def drain(worker: RunningWorker, n: int) -> Drain:
         for message in messages:
             pipe.lpush(worker.list_key, message)
             # What the fleet producer sends with every message (a stray list for plain).
-            pipe.lpush(f"fleet:wake:{worker.variant.queue}", "1")
+            pipe.lpush(wake_key(worker.variant.queue), "1")
         pipe.execute()
     try:
         wait_until(lambda: _remaining(client, worker.variant.queue) == 0, 300, interval=0.01)

@@ -33,8 +33,3 @@ class RateLimitExceeded(TransientTaskError):
 
 class DLQError(FleetError):
     """A dead-letter queue operation failed (unknown id, bad filter...)."""
-
-
-class EtaBeyondVisibility(FleetError):
-    """A countdown/ETA so far ahead that Redis would re-deliver the waiting task (it would
-    run once per visibility timeout)."""

@@ -51,14 +51,11 @@ class FleetConsumer(Consumer):
         tasks = self.app.tasks
         settings = get_settings()
         limit = settings.max_body_bytes
-        from service.config.celery_app import max_delay_seconds
-
-        max_delay = max_delay_seconds(settings)
         connection_errors = tuple(getattr(self, "connection_errors", None) or ())
 
         def on_task_received(message: Any) -> Any:
             try:
-                result = screen_call(message, tasks, limit, max_delay)
+                result = screen_call(message, tasks, limit)
                 if isinstance(result, Problem):
                     return self.dead_letter(message, result)
                 headers = message.headers

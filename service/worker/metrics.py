@@ -96,3 +96,34 @@ class TaskMetrics:
 
 
 task_metrics = TaskMetrics()
+
+
+# Redelivery: messages the transport put back into their queue (service.transport).
+REDELIVERY_REASONS = ("dead_worker", "visibility_timeout", "shutdown")
+REDELIVERED = Counter(
+    "celery_task_redelivered",
+    "Messages put back into their queue: a dead consumer's (dead_worker), kombu's global "
+    "records after the visibility timeout (visibility_timeout), a worker's prefetched "
+    "messages at warm shutdown (shutdown).",
+    ("queue", "reason"),
+)
+# From the owner's last heartbeat to the restore: dead-owner timeout plus at most one sweep.
+REDELIVERY_DELAY_BUCKETS = (1, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 90, 120, 300, 600, 3600)
+REDELIVERY_DELAY = Histogram(
+    "celery_task_redelivery_delay_seconds",
+    "Time from a dead consumer's last heartbeat to the restore of its messages.",
+    ("queue",),
+    buckets=REDELIVERY_DELAY_BUCKETS,
+)
+
+
+def redelivered(queue: str, reason: str, count: int, delay: float | None = None) -> None:
+    """Count `count` messages of `queue` put back for `reason` (one of REDELIVERY_REASONS)."""
+    from service.catalog.queues import CATALOG
+
+    # Only catalog queues are labels (a reply or stray queue would add series).
+    label = queue if queue in CATALOG else "other"
+    REDELIVERED.labels(label, reason).inc(count)
+    if delay is not None:
+        for _ in range(count):
+            REDELIVERY_DELAY.labels(label).observe(max(delay, 0.0))

@@ -8,20 +8,21 @@ from typing import Any
 
 import redis
 from envelopes import call_body, envelope
-from harness import wait_until
+from harness import pop_script_args, unacked_count, wait_until
 
+from service.catalog.naming import consumers_key, held_key, unacked_key
 from service.dlq.capture import store
 from service.dlq.store import Filter
 from service.transport.channel import QUARANTINE_KEY
 from service.transport.scripts import POP_AND_TRACK
 
 LISTS = ["default", "default\x06\x163"]
-KEYS = [*LISTS, "unacked", "unacked_index", QUARANTINE_KEY, "fleet:wake:default"]
+CONSUMER = "test-consumer"
 
 
 def pop(client: redis.Redis) -> list[bytes] | None:
     """[list, item] of the popped message, None when every list is empty."""
-    reply = client.eval(POP_AND_TRACK, len(KEYS), *KEYS, 1_700_000_000.5, len(LISTS))
+    reply = client.eval(POP_AND_TRACK, *pop_script_args(lists=LISTS, consumer=CONSUMER))
     return reply[:2] if reply[0] else None  # type: ignore[index,no-any-return]
 
 
@@ -36,20 +37,25 @@ def test_pop_records_the_message_as_unacked_in_the_same_script(
     list_key, item = pop(redis_client) or [b"", b""]
     # Then it came from its sub-list, byte for byte, and is already tracked as unacked
     assert (list_key, item) == (b"default\x06\x163", raw)
-    stored = json.loads(redis_client.hget("unacked", tag))
+    stored = json.loads(redis_client.hget(unacked_key("default"), tag))
     assert json.dumps(stored[0]).encode() == json.dumps(json.loads(raw)).encode()
     assert stored[1:] == ["", "default"]
-    assert redis_client.zscore("unacked_index", tag) == 1_700_000_000.5
+    # owned by its consumer, stamped by Redis' clock, and the consumer is registered
+    popped_at = redis_client.zscore(held_key("default", CONSUMER), tag)
+    seconds, micros = redis_client.time()
+    redis_now = seconds + micros / 1e6
+    assert popped_at is not None and abs(popped_at - redis_now) < 5
+    assert redis_client.zscore(consumers_key("default"), CONSUMER) == popped_at
     # And an empty poll returns nothing and changes nothing
     assert pop(redis_client) is None
-    assert redis_client.hlen("unacked") == 1
+    assert unacked_count(redis_client) == 1
 
 
 def test_garbage_is_quarantined_not_lost(redis_client: redis.Redis) -> None:
     redis_client.lpush("default", b"\xff not a message")
     assert pop(redis_client) == [b"default", b"\xff not a message"]
     assert redis_client.hvals(QUARANTINE_KEY) == [b"\xff not a message"]
-    assert redis_client.hlen("unacked") == 0
+    assert unacked_count(redis_client) == 0
 
 
 def test_a_worker_dead_letters_what_a_crashed_worker_left_quarantined(
