@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from service.catalog.naming import priority_list_keys
+from service.catalog.naming import consumers_key, priority_list_keys
 from service.catalog.queues import CATALOG, QueueCatalog
 from service.config.redis_client import broker_redis, dlq_redis
 from service.config.settings import FleetSettings, get_settings
@@ -26,6 +26,8 @@ class QueueStats:
     length: int
     oldest_age_seconds: float  # 0 when empty or when no waiting message carries a send time
     dlq_length: int
+    # Consumers of the queue whose heartbeat is within the dead-owner timeout (service.transport).
+    live_consumers: int = 0
 
 
 logger = logging.getLogger(__name__)
@@ -57,6 +59,13 @@ for i, key in ipairs(KEYS) do
 end
 return out
 """
+# Consumers whose heartbeat (Redis TIME, written by service.transport) is fresh, by Redis'
+# clock too: the exporter's own clock never decides.
+_LIVE_CONSUMERS = """
+local t = redis.call('TIME')
+return redis.call('ZCOUNT', KEYS[1], t[1] + t[2] / 1000000 - tonumber(ARGV[1]), '+inf')
+"""
+
 _warned_keys: set[str] = set()
 
 
@@ -105,6 +114,8 @@ def read_queue_stats(
     with client.pipeline(transaction=False) as pipe:
         # kombu LPUSHes and pops from the right: the oldest message is at the tail.
         pipe.eval(_LENGTHS_AND_SENT_AT, len(list_keys), *list_keys, SENT_AT_HEADER)
+        for name in layout:
+            pipe.eval(_LIVE_CONSUMERS, 1, consumers_key(name), settings.dead_owner_timeout_seconds)
         shared = dlq_client is client
         if shared:
             for name in layout:
@@ -113,6 +124,8 @@ def read_queue_stats(
     if isinstance(head, Exception):
         raise head
     replies: list[Any] = list(head)
+    consumers = [_count(n, consumers_key(name)) for n, name in zip(rest, layout, strict=False)]
+    rest = rest[len(layout) :]
     if shared:
         dlq_lengths = rest
     else:
@@ -135,5 +148,10 @@ def read_queue_stats(
                 oldest = sent
             position += 2
         age = max(0.0, now - oldest) if oldest is not None else 0.0
-        stats[name] = QueueStats(length=length, oldest_age_seconds=age, dlq_length=int(dlq_length))
+        stats[name] = QueueStats(
+            length=length,
+            oldest_age_seconds=age,
+            dlq_length=int(dlq_length),
+            live_consumers=max(consumers[len(stats)], 0),
+        )
     return stats

@@ -37,7 +37,7 @@ def test_the_sweep_restores_every_other_record_when_one_is_unreadable(
     redis_client.hset("unacked", "broken", b'[{"properties": {"delivery_tag": "broken"}, ')
     redis_client.zadd("unacked_index", {"broken": time.time() - 50})
     # When a worker sweeps
-    worker = worker_factory("default", env=FAST_RECOVERY)
+    worker = worker_factory("default", env={**FAST_RECOVERY, "FLEET_VISIBILITY_TIMEOUT": "5"})
     # Then the real message runs, the broken record is in the DLQ with its bytes, and
     # nothing is left in unacked
     wait_until(lambda: executed(redis_client, "sweep") == {"good": 1}, 30, message="restored")
