@@ -24,7 +24,7 @@ from typing import Any
 import redis
 from harness import REPO, RedisServer, free_port, wait_until
 
-from service.catalog.naming import wake_key
+from service.catalog.naming import unacked_key, wake_key
 
 # Commands the benchmark itself sends (publishing, polling for the end), not the worker.
 HARNESS_COMMANDS = {"lpush", "llen", "hlen", "info", "config|resetstat", "config"}
@@ -188,6 +188,12 @@ def commandstats(client: redis.Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
 
 
+def commandstats_usec(client: redis.Redis) -> dict[str, int]:
+    """Microseconds Redis spent per command (INFO commandstats `usec`): its CPU for them."""
+    stats = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["usec"]) for name, v in stats.items()}
+
+
 def worker_commands(stats: dict[str, int]) -> dict[str, int]:
     return {k: v for k, v in stats.items() if k not in HARNESS_COMMANDS}
 
@@ -202,7 +208,8 @@ def _remaining(client: redis.Redis, queue: str) -> int:
     with client.pipeline(transaction=False) as pipe:
         for key in keys:
             pipe.llen(key)
-        pipe.hlen("unacked")
+        pipe.hlen("unacked")  # plain Celery's records
+        pipe.hlen(unacked_key(queue))  # the fleet transport's
         return int(sum(pipe.execute()))
 
 
@@ -211,6 +218,9 @@ class Drain:
     tasks_per_second: float
     commands_per_task: float
     by_command: dict[str, float]
+    # Redis CPU (commandstats usec) per task, the worker's commands only.
+    usec_per_task: float = 0.0
+    usec_by_command: dict[str, float] = field(default_factory=dict)
 
 
 def drain(worker: RunningWorker, n: int) -> Drain:
@@ -231,11 +241,14 @@ def drain(worker: RunningWorker, n: int) -> Drain:
         raise AssertionError(worker.log()[-4000:]) from None
     elapsed = time.perf_counter() - started
     stats = worker_commands(commandstats(client))
+    usec = worker_commands(commandstats_usec(client))
     total = sum(v for k, v in stats.items() if k not in TRANSACTION)
     return Drain(
         n / elapsed,
         total / n,
         {k: round(v / n, 2) for k, v in sorted(stats.items(), key=lambda kv: -kv[1])},
+        sum(usec.values()) / n,
+        {k: round(v / n, 2) for k, v in sorted(usec.items(), key=lambda kv: -kv[1])},
     )
 
 

@@ -19,6 +19,8 @@ import threading
 import uuid
 from typing import Any
 
+from redis.exceptions import NoScriptError
+
 from service.catalog.naming import consumers_key
 
 logger = logging.getLogger(__name__)
@@ -79,11 +81,19 @@ class Heartbeat:
             pairs, client, script = sorted(self.pairs), self._client, self._script
         if not pairs or client is None:
             return
-        # One round trip; one single-key script per pair (each touches one slot).
-        with client.pipeline(transaction=False) as pipe:
-            for queue, consumer in pairs:
-                script(keys=[consumers_key(queue)], args=[consumer], client=pipe)
-            pipe.execute()
+        # One round trip; one single-key script per pair (each touches one slot). EVALSHA
+        # directly: redis-py's pipelined Script adds a SCRIPT EXISTS to every round trip.
+        for attempt in (1, 2):
+            with client.pipeline(transaction=False) as pipe:
+                for queue, consumer in pairs:
+                    pipe.evalsha(script.sha, 1, consumers_key(queue), consumer)
+                try:
+                    pipe.execute()
+                    return
+                except NoScriptError:
+                    if attempt == 2:
+                        raise
+                    client.script_load(script.script)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
