@@ -197,7 +197,7 @@ def pop_script_args(
     lists = lists if lists is not None else priority_list_keys(queue)
     keys = [*lists, unacked_key(queue), held_key(queue, consumer), consumers_key(queue)]
     keys += [wake_key(queue), QUARANTINE_KEY]
-    return [len(keys), *keys, len(lists), 1, consumer, *([1] * len(lists))]
+    return [len(keys), *keys, len(lists), 1, consumer, 1_700_000_000.5, *([1] * len(lists))]
 
 
 def metric_samples(port: int, name: str) -> dict[tuple[tuple[str, str], ...], float]:

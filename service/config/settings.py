@@ -66,7 +66,7 @@ class FleetSettings(BaseSettings):
 
     # A consumer (worker process) whose heartbeat in Redis is older than this is dead: the
     # messages it held go back to their queue (service.transport). Its heartbeat thread beats
-    # 6 times per timeout, so a live worker never misses it by a Redis blip shorter than that.
+    # 4 times per timeout, so a Redis blip shorter than three beats never declares it dead.
     dead_owner_timeout_seconds: float = Field(default=30.0, ge=2, le=600)
     # The safety net only: kombu's global unacked records (a stock kombu client, the previous
     # release during a rolling upgrade) come back after this long. Messages this transport

@@ -42,13 +42,12 @@ from service.catalog.naming import (
 from service.dlq.envelope import MalformedEnvelope, parse_envelope
 from service.dlq.keys import QUARANTINE_KEY, quarantine_field
 from service.transport.message import SafeMessage
-from service.transport.ownership import BEATS_PER_TIMEOUT, new_consumer_id, process_heartbeat
+from service.transport.ownership import new_consumer_id, process_heartbeat
 from service.transport.publish import WAKE_TOKEN, RingingPublisher
 from service.transport.qos import FleetQoS
 from service.transport.quarantine import dead_letter_raw, drain_quarantine
 from service.transport.records import warn_throttled
 from service.transport.scripts import (
-    DEAD_CONSUMERS,
     HEARTBEAT,
     POP_AND_TRACK,
     RESTORE_HELD,
@@ -116,7 +115,6 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
                 "pop": POP_AND_TRACK,
                 "track_quarantined": TRACK_QUARANTINED,
                 "heartbeat": HEARTBEAT,
-                "dead_consumers": DEAD_CONSUMERS,
                 "restore_held": RESTORE_HELD,
             }[name]
             with self.conn_or_acquire() as client:
@@ -164,7 +162,7 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
             keys += [unacked_key(queue), held_key(queue, self.consumer_id)]
             keys += [consumers_key(queue), wake_key(queue)]
         keys.append(QUARANTINE_KEY)
-        return keys, [len(lists), len(queues), self.consumer_id, *index]
+        return keys, [len(lists), len(queues), self.consumer_id, time.time(), *index]
 
     def _pop_command(self, queues: list[str]) -> list[Any]:
         keys, args = self._poll_args(queues)
@@ -199,10 +197,9 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
         if queue not in self._fanout_queues:
             # Beat for the queue before the first pop, from the process' heartbeat thread.
             self._fleet_consumed.add(queue)
-            interval = self.fleet_dead_owner_timeout / BEATS_PER_TIMEOUT
             client = self.Client(connection_pool=self.pool)
             script = self.fleet_script("heartbeat")
-            self._fleet_heartbeat.add(queue, self.consumer_id, client, script, interval)
+            self._fleet_heartbeat.add(queue, self.consumer_id, self, client, script)
         # A wait covers the queues consumed when it began (at start: only mingle's reply
         # queue). Ring one of them, so the next cycle waits on the new queue too.
         if self._in_poll and self._fleet_pending == "wait" and self._fleet_waited:

@@ -8,7 +8,7 @@ Redis' clock. The beat comes from a daemon thread of the process that owns the c
 the children run the tasks), so it keeps beating however long a task runs or an ETA waits,
 and stops the moment the process dies. A sweep in any worker consuming the queue restores
 the messages of a consumer whose beat is older than the dead-owner timeout
-(service.transport.qos)."""
+(service.transport.ownership_sweep), from the same thread, right after a beat."""
 
 from __future__ import annotations
 
@@ -19,16 +19,20 @@ import threading
 import uuid
 from typing import Any
 
+from kombu.utils.encoding import bytes_to_str
 from redis.exceptions import NoScriptError
 
 from service.catalog.naming import consumers_key
+from service.transport.ownership_sweep import restore_dead
 
 logger = logging.getLogger(__name__)
 
 # Beats per dead-owner timeout: a consumer must miss this many in a row to be declared dead.
-BEATS_PER_TIMEOUT = 6
-# A dead-owner timeout shorter than this would let a Redis round trip look like a death.
-MIN_DEAD_OWNER_TIMEOUT = 2.0
+# Each beat is one script (4 commands inside Redis); dead consumers are restored by the next
+# beat of any consumer of the queue: bound = dead-owner timeout + one beat interval.
+BEATS_PER_TIMEOUT = 4
+# Dead consumers one beat looks at per queue (the next beat takes the rest).
+DEAD_PER_BEAT = 20
 
 
 def new_consumer_id() -> str:
@@ -38,27 +42,33 @@ def new_consumer_id() -> str:
 
 
 class Heartbeat:
-    """The thread that keeps this process' consumers alive in Redis: one (queue, consumer)
-    pair per queue a channel consumes. A channel is one consumer: after a reconnect the new
-    channel beats under a new id, so what the lost connection held comes back once the old
-    id is stale (the process no longer knows those messages)."""
+    """The thread that keeps this process' consumers alive in Redis, one (queue, consumer)
+    pair per queue a channel consumes, and restores the messages of the queues' dead
+    consumers: each beat returns the consumers whose beat is older than the dead-owner
+    timeout. A channel is one consumer: after a reconnect the new channel beats under a new
+    id, so what the lost connection held comes back once the old id is stale (the process
+    no longer knows those messages)."""
 
     def __init__(self) -> None:
-        self.pairs: set[tuple[str, str]] = set()
+        # (queue, consumer) -> the channel consuming (its QoS restores dead consumers').
+        self.pairs: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._client: Any = None
         self._script: Any = None
         self.interval = 5.0
+        self.timeout = 30.0
 
-    def add(self, queue: str, consumer: str, client: Any, script: Any, interval: float) -> None:
+    def add(self, queue: str, consumer: str, channel: Any, client: Any, script: Any) -> None:
         """Beat for `consumer` in `queue` from now on (at once, so it is registered before
         its first pop)."""
         with self._lock:
             new = (queue, consumer) not in self.pairs
-            self.pairs.add((queue, consumer))
-            self._client, self._script, self.interval = client, script, interval
+            self.pairs[(queue, consumer)] = channel
+            self._client, self._script = client, script
+            self.timeout = float(channel.fleet_dead_owner_timeout)
+            self.interval = self.timeout / BEATS_PER_TIMEOUT
             if self._thread is None or not self._thread.is_alive():
                 self._stop.clear()
                 self._thread = threading.Thread(
@@ -66,34 +76,50 @@ class Heartbeat:
                 )
                 self._thread.start()
         if new:
-            self.beat()
+            self.beat(restore=False)
 
     def remove(self, consumer: str) -> None:
         """Stop beating for `consumer`; the thread ends when nothing is left to beat for."""
         with self._lock:
-            self.pairs = {pair for pair in self.pairs if pair[1] != consumer}
+            self.pairs = {pair: ch for pair, ch in self.pairs.items() if pair[1] != consumer}
             idle = not self.pairs
         if idle:
             self.stop()
 
-    def beat(self) -> None:
+    def beat(self, restore: bool = True) -> None:
         with self._lock:
-            pairs, client, script = sorted(self.pairs), self._client, self._script
+            pairs, client, script = dict(self.pairs), self._client, self._script
         if not pairs or client is None:
             return
+        replies = self._send(client, script, list(pairs))
+        if not restore:
+            return
+        own = {consumer for _, consumer in pairs}
+        for ((queue, _), channel), dead in zip(pairs.items(), replies, strict=True):
+            for raw in dead[0::2]:
+                consumer = bytes_to_str(raw)
+                if consumer in own:  # our own beat late: Redis was slow to answer us
+                    continue
+                try:
+                    restore_dead(channel.qos, client, queue, consumer, self.timeout)
+                except Exception as exc:  # the next beat tries again
+                    logger.warning("restoring %s's messages failed (%r)", consumer, exc)
+
+    def _send(self, client: Any, script: Any, pairs: list[tuple[str, str]]) -> list[Any]:
         # One round trip; one single-key script per pair (each touches one slot). EVALSHA
         # directly: redis-py's pipelined Script adds a SCRIPT EXISTS to every round trip.
+        args = (self.timeout, DEAD_PER_BEAT)
         for attempt in (1, 2):
             with client.pipeline(transaction=False) as pipe:
                 for queue, consumer in pairs:
-                    pipe.evalsha(script.sha, 1, consumers_key(queue), consumer)
+                    pipe.evalsha(script.sha, 1, consumers_key(queue), consumer, *args)
                 try:
-                    pipe.execute()
-                    return
+                    return list(pipe.execute())
                 except NoScriptError:
                     if attempt == 2:
                         raise
                     client.script_load(script.script)
+        return []
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

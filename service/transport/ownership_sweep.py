@@ -21,12 +21,10 @@ from service.worker.metrics import redelivered
 
 logger = logging.getLogger("service.transport.qos")
 
-# A dead consumer's messages are restored this many per script call; sweeps look at this
-# many dead consumers per queue at a time.
+# A dead consumer's messages are restored this many per script call.
 RESTORE_CHUNK = 100
-DEAD_PER_SWEEP = 100
 
-__all__ = ["redelivered", "remove_owned", "restore_held", "sweep_dead_owners"]
+__all__ = ["redelivered", "remove_owned", "restore_dead", "restore_held"]
 
 
 def remove_owned(pipe: Any, queue: str, consumer: str, tag: Any) -> Any:
@@ -93,23 +91,8 @@ def restore_held(
     return count
 
 
-def sweep_dead_owners(qos: Any, client: Any) -> None:
-    """Restore the messages of every consumer of this channel's queues whose heartbeat is
-    older than the dead-owner timeout; forget such a consumer once it holds nothing."""
-    channel = qos.channel
-    timeout = channel.fleet_dead_owner_timeout
-    dead_script = channel.fleet_script("dead_consumers")
-    for queue in channel.swept_queues():
-        reply = dead_script(
-            keys=[consumers_key(queue)], args=[timeout, DEAD_PER_SWEEP], client=client
-        )
-        for raw_consumer in reply[1::2]:
-            consumer = bytes_to_str(raw_consumer)
-            if consumer != channel.consumer_id:  # our own beat late: Redis was slow to us
-                restore_dead(qos, client, queue, consumer, timeout)
-
-
 def restore_dead(qos: Any, client: Any, queue: str, consumer: str, timeout: float) -> None:
+    """Restore everything `consumer` (found dead by a heartbeat) holds of `queue`."""
     held = held_key(queue, consumer)
     for _ in range(1 + int(client.zcard(held)) // RESTORE_CHUNK + 1):
         # Newest first: each restore pushes onto the head, so the oldest ends up next.

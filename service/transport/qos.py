@@ -27,7 +27,6 @@ from service.transport.ownership_sweep import (
     redelivered,
     remove_owned,
     restore_held,
-    sweep_dead_owners,
 )
 from service.transport.records import (
     RestoreRefused,
@@ -42,11 +41,17 @@ logger = logging.getLogger(__name__)
 _RedisQoS: Any = kombu_redis.QoS
 
 
+# kombu's global unacked records are checked at most this often.
+LEGACY_SWEEP_SECONDS = 60.0
+
+
 class FleetQoS(_RedisQoS):  # type: ignore[misc]
     """Messages this transport popped are recorded per queue and per consumer
     (service.catalog.naming: unacked_key, held_key); a tag the channel does not own came
     from kombu's global `unacked` hash (the previous release, a stock client) and takes
     kombu's path."""
+
+    _fleet_legacy_swept = float("-inf")
 
     def append(self, message: Any, delivery_tag: str) -> None:
         if self.channel.tracked_by_pop(delivery_tag):
@@ -80,14 +85,17 @@ class FleetQoS(_RedisQoS):  # type: ignore[misc]
             return remove_owned(pipe, queue, self.channel.consumer_id, delivery_tag)
 
     def restore_visible(self, *args: Any, **kwargs: Any) -> None:
-        # Dead owners first: the sweep that matters. Then kombu's global records (stock
-        # clients, the previous release) once they are older than the visibility timeout;
-        # most sweeps find none there: one ZRANGE instead of kombu's lock, ZRANGE and unlock.
+        # Only kombu's global records (stock clients, the previous release) once older than
+        # the visibility timeout: dead owners' messages are restored by the heartbeat thread
+        # (service.transport.ownership). A safety net needs no 10 s resolution: looked at
+        # once per LEGACY_SWEEP_SECONDS (at most half the visibility timeout), one ZRANGE
+        # instead of kombu's lock, ZRANGE and unlock.
+        now = time.monotonic()
+        every = min(LEGACY_SWEEP_SECONDS, self.visibility_timeout / 2)
+        if now - self._fleet_legacy_swept < every:
+            return
+        self._fleet_legacy_swept = now
         with self.channel.conn_or_acquire() as client:
-            try:
-                sweep_dead_owners(self, client)
-            except self.channel.ResponseError as exc:
-                warn_throttled("dead-owners", "dead-owner sweep refused by Redis (%s)", exc)
             ceil = time.time() - self.visibility_timeout
             if not client.zrange(self.unacked_index_key, ceil, 0, desc=True, byscore=True,
                                  offset=0, num=1):  # fmt: skip

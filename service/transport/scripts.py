@@ -11,7 +11,9 @@ from __future__ import annotations
 # KEYS: the message lists in priority order (n), then per polled queue (m groups of 4): its
 #       unacked hash, this consumer's held set, its consumers set, its wake list; then the
 #       quarantine hash.
-# ARGV: n, m, consumer id, then for each list the index (1..m) of its queue.
+# ARGV: n, m, consumer id, pop time (the worker's clock: it only orders one consumer's own
+#       messages for their restore, it is never compared with another host's clock), then
+#       for each list the index (1..m) of its queue.
 # Reply: {list, item, delivery tag} for a tracked message; {list, item, ''} for bytes that
 # cjson cannot read (held in quarantine until Python decides); {'', '', '', wrong-type
 # lists...} when every list is empty.
@@ -29,10 +31,11 @@ POP_AND_TRACK = """
 local n = tonumber(ARGV[1])
 local m = tonumber(ARGV[2])
 local consumer = ARGV[3]
+local popped_at = ARGV[4]
 local quarantine = KEYS[n + 4 * m + 1]
 
 local function track(i, item)
-  local base = n + 4 * (tonumber(ARGV[3 + i]) - 1)
+  local base = n + 4 * (tonumber(ARGV[4 + i]) - 1)
   local ok, msg = pcall(cjson.decode, item)
   local props = ok and type(msg) == 'table' and msg['properties']
   local tag = type(props) == 'table' and props['delivery_tag']
@@ -40,12 +43,9 @@ local function track(i, item)
     local info = type(props['delivery_info']) == 'table' and props['delivery_info'] or {}
     local ex = type(info['exchange']) == 'string' and info['exchange'] or ''
     local rk = type(info['routing_key']) == 'string' and info['routing_key'] or ''
-    local t = redis.call('TIME')
-    local now = t[1] + t[2] / 1000000
     redis.call('HSET', KEYS[base + 1], tag,
                '[' .. item .. ',' .. cjson.encode(ex) .. ',' .. cjson.encode(rk) .. ']')
-    redis.call('ZADD', KEYS[base + 2], now, tag)
-    redis.call('ZADD', KEYS[base + 3], 'NX', now, consumer)
+    redis.call('ZADD', KEYS[base + 2], popped_at, tag)
     return {KEYS[i], item, tag}
   end
   redis.call('HSET', quarantine, KEYS[i] .. '|' .. redis.sha1hex(item), item)
@@ -95,24 +95,17 @@ redis.call('ZADD', KEYS[4], 'NX', now, ARGV[4])
 return 1
 """
 
-# A consumer's heartbeat, by Redis' clock. KEYS: the queue's consumers set. ARGV: its id.
+# A consumer's heartbeat, by Redis' clock, and the queue's consumers whose heartbeat is
+# older than the dead-owner timeout (the beat doubles as the dead-owner check: one command
+# per beat, which is most of an idle worker's Redis cost).
+# KEYS: the queue's consumers set. ARGV: consumer id, timeout (s), most to return.
+# Reply: {id, last beat, id, last beat, ...} of the dead ones.
 HEARTBEAT = """
 local t = redis.call('TIME')
-redis.call('ZADD', KEYS[1], t[1] + t[2] / 1000000, ARGV[1])
-return 1
-"""
-
-# The consumers of a queue whose heartbeat is older than the dead-owner timeout.
-# KEYS: consumers set. ARGV: timeout (s), most to return.
-# Reply: {now, id, last beat, id, last beat, ...}.
-DEAD_CONSUMERS = """
-local t = redis.call('TIME')
 local now = t[1] + t[2] / 1000000
-local reply = {tostring(now)}
-local dead = redis.call('ZRANGE', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[1])),
-                        'BYSCORE', 'LIMIT', 0, tonumber(ARGV[2]), 'WITHSCORES')
-for _, v in ipairs(dead) do reply[#reply + 1] = v end
-return reply
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+return redis.call('ZRANGE', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[2])),
+                  'BYSCORE', 'LIMIT', 0, tonumber(ARGV[3]), 'WITHSCORES')
 """
 
 # Put messages a consumer held back into their lists, each exactly once.

@@ -275,8 +275,8 @@ def test_a_sigkilled_worker_pods_task_runs_again_on_another_pod(cluster: Cluster
     killed_at = time.monotonic()
     cluster.podman.run("pod", "stop", "--time", "0", pod.name)
     try:
-        # Then the task runs again on the replica within the dead-owner timeout + one sweep
-        # (30 s + 10 s as shipped), plus the task's 5 s and room for a loaded machine
+        # Then the task runs again on the replica within the dead-owner timeout + one beat
+        # (30 s + 7.5 s as shipped), plus the task's 5 s and room for a loaded machine
         wait_for(
             lambda: redis_cli(cluster, "LLEN", f"fleet:diag:done:{marker}") == "(integer) 1",
             DEAD_OWNER_BOUND_S + 5 + 30,
@@ -295,8 +295,8 @@ def test_a_sigkilled_worker_pods_task_runs_again_on_another_pod(cluster: Cluster
         cluster.podman.run("pod", "start", pod.name, check=False)
 
 
-# Shipped FLEET_DEAD_OWNER_TIMEOUT_SECONDS + FLEET_UNACKED_RESTORE_INTERVAL.
-DEAD_OWNER_BOUND_S = 30 + 10
+# Shipped FLEET_DEAD_OWNER_TIMEOUT_SECONDS + one heartbeat interval of the replica (a quarter).
+DEAD_OWNER_BOUND_S = 30 + 7.5
 
 
 def _replica(cluster: Cluster, pod: PodPlan) -> PodPlan:

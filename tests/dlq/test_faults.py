@@ -2,8 +2,9 @@
 Redis restarts, or when a worker is told to stop mid-task.
 
 Bound for R1: a dead worker's messages come back after the dead-owner timeout (its last
-heartbeat in Redis is older) + one `unacked_restore_interval` sweep. Here 5 s + 1 s, with the
-shipped visibility timeout (an hour): the visibility timeout plays no part."""
+heartbeat in Redis is older) + one heartbeat of a live worker of the queue (a quarter of the
+timeout), which finds and restores them. Here 5 s + 1.25 s, with the shipped visibility
+timeout (an hour): the visibility timeout plays no part."""
 
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ FAST_RECOVERY = {
     "FLEET_DEAD_OWNER_TIMEOUT_SECONDS": str(DEAD_OWNER_TIMEOUT_S),
     "FLEET_UNACKED_RESTORE_INTERVAL": "1",
 }
-SWEEP_S = 1
-# Dead-owner timeout + one sweep, plus room for a loaded machine to run what comes back.
+SWEEP_S = DEAD_OWNER_TIMEOUT_S / 4  # one heartbeat interval
+# Dead-owner timeout + one beat, plus room for a loaded machine to run what comes back.
 RECOVERY_BOUND_S = DEAD_OWNER_TIMEOUT_S + SWEEP_S + 15
 
 
