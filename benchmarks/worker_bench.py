@@ -194,6 +194,12 @@ def commandstats_usec(client: redis.Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(v["usec"]) for name, v in stats.items()}
 
 
+def redis_cpu_seconds(client: redis.Redis) -> float:
+    """User + system CPU of the redis-server process so far (INFO cpu)."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def worker_commands(stats: dict[str, int]) -> dict[str, int]:
     return {k: v for k, v in stats.items() if k not in HARNESS_COMMANDS}
 
@@ -218,8 +224,11 @@ class Drain:
     tasks_per_second: float
     commands_per_task: float
     by_command: dict[str, float]
-    # Redis CPU (commandstats usec) per task, the worker's commands only.
-    usec_per_task: float = 0.0
+    # Redis server CPU per task (INFO cpu: user + sys of the worker's private redis-server
+    # over the drain, the harness' pushes and polls included alike on both sides), and the
+    # commandstats usec by command (a script's or a transaction's commands count inside it
+    # and again on their own, so these do not add up to the CPU).
+    cpu_usec_per_task: float = 0.0
     usec_by_command: dict[str, float] = field(default_factory=dict)
 
 
@@ -228,6 +237,7 @@ def drain(worker: RunningWorker, n: int) -> Drain:
     assert worker.template is not None and worker.list_key is not None
     messages = [_clone(worker.template) for _ in range(n)]
     client.config_resetstat()
+    cpu_before = redis_cpu_seconds(client)
     started = time.perf_counter()
     with client.pipeline(transaction=False) as pipe:
         for message in messages:
@@ -240,6 +250,7 @@ def drain(worker: RunningWorker, n: int) -> Drain:
     except AssertionError:
         raise AssertionError(worker.log()[-4000:]) from None
     elapsed = time.perf_counter() - started
+    cpu = redis_cpu_seconds(client) - cpu_before
     stats = worker_commands(commandstats(client))
     usec = worker_commands(commandstats_usec(client))
     total = sum(v for k, v in stats.items() if k not in TRANSACTION)
@@ -247,7 +258,7 @@ def drain(worker: RunningWorker, n: int) -> Drain:
         n / elapsed,
         total / n,
         {k: round(v / n, 2) for k, v in sorted(stats.items(), key=lambda kv: -kv[1])},
-        sum(usec.values()) / n,
+        cpu * 1e6 / n,
         {k: round(v / n, 2) for k, v in sorted(usec.items(), key=lambda kv: -kv[1])},
     )
 

@@ -207,6 +207,19 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
                 client.lpush(wake_key(self._fleet_waited[0]), WAKE_TOKEN)
         return tag
 
+    def _basic_cancel(self, consumer_tag: Any) -> Any:
+        queue = self._tag_to_queue.get(consumer_tag)
+        result = super()._basic_cancel(consumer_tag)
+        held = set(self._fleet_owned.values())
+        active = set(self._active_queues) | held
+        if queue in self._fleet_consumed and queue not in active:
+            # No longer consumed (e.g. mingle's reply queue) and nothing of it held: stop
+            # beating for it (an idle worker's Redis cost is mostly its beats).
+            self._fleet_consumed.discard(queue)
+            self._fleet_heartbeat.discard(queue, self.consumer_id)
+            self._deregister([queue])
+        return result
+
     def close(self) -> None:
         # kombu's close reads a pending reply: our idle wait would hold every warm shutdown
         # for up to fleet_idle_timeout. A wait only pops a wake token (no message): drop it.
@@ -225,15 +238,19 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
         """Stop beating and forget this consumer in each queue where it holds nothing more
         (what it still holds comes back when its heartbeat is stale)."""
         self._fleet_heartbeat.remove(self.consumer_id)
+        self._deregister(list(self._fleet_consumed))
+
+    def _deregister(self, queues: list[str]) -> None:
+        """Leave the consumers set of each queue where this consumer holds nothing."""
         try:
             with self.conn_or_acquire() as client:
-                for queue in self._fleet_consumed:
+                for queue in queues:
                     keys = [consumers_key(queue), held_key(queue, self.consumer_id)]
                     keys += [unacked_key(queue), wake_key(queue)]
                     self.fleet_script("restore_held")(
                         keys=keys, args=[self.consumer_id, "leaving", "right"], client=client
                     )
-        except Exception as exc:  # unreachable Redis: the sweep of the others cleans up
+        except Exception as exc:  # unreachable Redis: the beats of the others clean up
             logger.warning("could not deregister consumer %s (%s)", self.consumer_id, exc)
 
     def _brpop_read(self, **options: Any) -> bool:
@@ -307,6 +324,10 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
             self._fleet_owned[tag] = queue
         try:
             payload = parse_envelope(item)
+            if tag and payload["properties"]["delivery_tag"] != tag:
+                # The script's string search found a delivery tag that is not the message's
+                # (a header of that name): never deliver a message under another's record.
+                raise MalformedEnvelope("delivery_tag found outside the message properties")
         except MalformedEnvelope as exc:
             with self.conn_or_acquire() as client:
                 if not tag:

@@ -78,6 +78,11 @@ class Heartbeat:
         if new:
             self.beat(restore=False)
 
+    def discard(self, queue: str, consumer: str) -> None:
+        """Stop beating for `consumer` in `queue` only."""
+        with self._lock:
+            self.pairs.pop((queue, consumer), None)
+
     def remove(self, consumer: str) -> None:
         """Stop beating for `consumer`; the thread ends when nothing is left to beat for."""
         with self._lock:

@@ -34,15 +34,42 @@ local consumer = ARGV[3]
 local popped_at = ARGV[4]
 local quarantine = KEYS[n + 4 * m + 1]
 
-local function track(i, item)
-  local base = n + 4 * (tonumber(ARGV[4 + i]) - 1)
+-- The string value of the one key `name` in the item, read without decoding it: nil when
+-- the key is absent, occurs twice, or its value is not a plain string (then cjson decides).
+-- A literal `"name": "` can only be JSON structure: inside a JSON string a quote is escaped.
+local function only_string(item, name)
+  local pattern = '"' .. name .. '": "'
+  local at = string.find(item, pattern, 1, true)
+  if not at or string.find(item, pattern, at + 1, true) then return nil end
+  local from = at + #pattern
+  local to = string.find(item, '"', from, true)
+  if not to then return nil end
+  local value = string.sub(item, from, to - 1)
+  if string.find(value, '\\\\', 1, true) then return nil end
+  return value
+end
+
+local function fields(item)
+  -- kombu writes `"key": "value"` (json.dumps' separators): most messages are read by plain
+  -- string search, far cheaper for Redis than decoding the whole message.
+  local tag = only_string(item, 'delivery_tag')
+  local ex = only_string(item, 'exchange')
+  local rk = only_string(item, 'routing_key')
+  if tag and ex and rk then return tag, ex, rk end
   local ok, msg = pcall(cjson.decode, item)
   local props = ok and type(msg) == 'table' and msg['properties']
-  local tag = type(props) == 'table' and props['delivery_tag']
-  if type(tag) == 'string' and tag ~= '' then
-    local info = type(props['delivery_info']) == 'table' and props['delivery_info'] or {}
-    local ex = type(info['exchange']) == 'string' and info['exchange'] or ''
-    local rk = type(info['routing_key']) == 'string' and info['routing_key'] or ''
+  tag = type(props) == 'table' and props['delivery_tag']
+  if type(tag) ~= 'string' then return nil end
+  local info = type(props['delivery_info']) == 'table' and props['delivery_info'] or {}
+  ex = type(info['exchange']) == 'string' and info['exchange'] or ''
+  rk = type(info['routing_key']) == 'string' and info['routing_key'] or ''
+  return tag, ex, rk
+end
+
+local function track(i, item)
+  local base = n + 4 * (tonumber(ARGV[4 + i]) - 1)
+  local tag, ex, rk = fields(item)
+  if tag and tag ~= '' then
     redis.call('HSET', KEYS[base + 1], tag,
                '[' .. item .. ',' .. cjson.encode(ex) .. ',' .. cjson.encode(rk) .. ']')
     redis.call('ZADD', KEYS[base + 2], popped_at, tag)
