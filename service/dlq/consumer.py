@@ -114,9 +114,9 @@ class FleetConsumer(Consumer):
         try:
             message.ack()
         except Exception:
-            # Redis gone between the write and the ack: the entry exists; kombu restores
-            # the message after the visibility timeout and its second capture only counts
-            # another occurrence of the same entry.
+            # Redis gone between the write and the ack: the entry exists; the message stays
+            # held by this connection's consumer and comes back once that consumer is dead
+            # (service.transport); its second capture only counts another occurrence.
             logger.exception("ack after dead-lettering failed")
 
     @staticmethod
@@ -124,9 +124,9 @@ class FleetConsumer(Consumer):
         try:
             message.reject(requeue=True)
         except Exception:
-            # Broker unreachable: the message stays in the unacked hash and kombu restores it
-            # after the visibility timeout.
-            logger.exception("requeue failed; the broker restores it after visibility timeout")
+            # Broker unreachable: the message stays held by this connection's consumer and
+            # comes back once that consumer is dead (after the dead-owner timeout).
+            logger.exception("requeue failed; the message comes back after the dead-owner timeout")
 
     # Safety nets for the paths screen() should already have caught.
     def on_unknown_message(self, body: Any, message: Any) -> None:
