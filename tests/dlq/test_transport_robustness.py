@@ -69,6 +69,9 @@ def test_a_lone_surrogate_runs_once_tracked_and_leaves_nothing_behind(
     # Given a message with a lone surrogate escape, which Redis' cjson refuses and Python reads
     message = json.loads(record_message("surrogate", "x"))
     message["headers"]["x-note"] = "\ud800"
+    # A second "delivery_tag" key (a header) makes the pop script decode the message with
+    # cjson instead of reading the tag by string search: the path under test
+    message["headers"]["delivery_tag"] = "decoy"
     raw = json.dumps(message).encode()
     assert b"\\ud800" in raw
     redis_client.lpush("default", raw)
