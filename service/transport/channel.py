@@ -6,7 +6,7 @@ in between, or a Redis restart that persists the pop but drops the reply, loses 
 kombu's own second write is skipped.
 
 Lua cannot block, so an idle worker waits with BLPOP on its queues' wake lists
-(`fleet:wake:<queue>`): every message this transport publishes or restores also pushes a
+(`fleet:{<queue>}:wake`): every message this transport publishes or restores also pushes a
 token there in the same round trip. A token is only a hint (losing one loses no message), so
 blocking on tokens is safe where blocking on messages is not. The poll that finds the queues
 empty drops stale tokens. Messages from producers that do not ring (stock kombu) are found
