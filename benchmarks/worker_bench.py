@@ -24,6 +24,8 @@ from typing import Any
 import redis
 from harness import REPO, RedisServer, free_port, wait_until
 
+from service.catalog.naming import unacked_key, wake_key
+
 # Commands the benchmark itself sends (publishing, polling for the end), not the worker.
 HARNESS_COMMANDS = {"lpush", "llen", "hlen", "info", "config|resetstat", "config"}
 TRANSACTION = {"multi", "exec"}
@@ -150,7 +152,7 @@ def _capture_template(worker: RunningWorker) -> None:
     assert worker.template is not None, "could not capture a message template"
     stamp_key = f"bench:warm:{uuid.uuid4().hex}"
     worker.producer.send_task(worker.variant.stamp, args=[stamp_key])
-    client.lpush(f"fleet:wake:{worker.variant.queue}", "1")  # stock producers do not ring
+    client.lpush(wake_key(worker.variant.queue), "1")  # stock producers do not ring
     try:
         wait_until(lambda: client.llen(stamp_key) > 0, 60, message=f"{worker.variant.name} ready")
     except AssertionError:
@@ -186,6 +188,18 @@ def commandstats(client: redis.Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
 
 
+def commandstats_usec(client: redis.Redis) -> dict[str, int]:
+    """Microseconds Redis spent per command (INFO commandstats `usec`): its CPU for them."""
+    stats = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["usec"]) for name, v in stats.items()}
+
+
+def redis_cpu_seconds(client: redis.Redis) -> float:
+    """User + system CPU of the redis-server process so far (INFO cpu)."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def worker_commands(stats: dict[str, int]) -> dict[str, int]:
     return {k: v for k, v in stats.items() if k not in HARNESS_COMMANDS}
 
@@ -200,7 +214,8 @@ def _remaining(client: redis.Redis, queue: str) -> int:
     with client.pipeline(transaction=False) as pipe:
         for key in keys:
             pipe.llen(key)
-        pipe.hlen("unacked")
+        pipe.hlen("unacked")  # plain Celery's records
+        pipe.hlen(unacked_key(queue))  # the fleet transport's
         return int(sum(pipe.execute()))
 
 
@@ -209,6 +224,12 @@ class Drain:
     tasks_per_second: float
     commands_per_task: float
     by_command: dict[str, float]
+    # Redis server CPU per task (INFO cpu: user + sys of the worker's private redis-server
+    # over the drain, the harness' pushes and polls included alike on both sides), and the
+    # commandstats usec by command (a script's or a transaction's commands count inside it
+    # and again on their own, so these do not add up to the CPU).
+    cpu_usec_per_task: float = 0.0
+    usec_by_command: dict[str, float] = field(default_factory=dict)
 
 
 def drain(worker: RunningWorker, n: int) -> Drain:
@@ -216,24 +237,29 @@ def drain(worker: RunningWorker, n: int) -> Drain:
     assert worker.template is not None and worker.list_key is not None
     messages = [_clone(worker.template) for _ in range(n)]
     client.config_resetstat()
+    cpu_before = redis_cpu_seconds(client)
     started = time.perf_counter()
     with client.pipeline(transaction=False) as pipe:
         for message in messages:
             pipe.lpush(worker.list_key, message)
             # What the fleet producer sends with every message (a stray list for plain).
-            pipe.lpush(f"fleet:wake:{worker.variant.queue}", "1")
+            pipe.lpush(wake_key(worker.variant.queue), "1")
         pipe.execute()
     try:
         wait_until(lambda: _remaining(client, worker.variant.queue) == 0, 300, interval=0.01)
     except AssertionError:
         raise AssertionError(worker.log()[-4000:]) from None
     elapsed = time.perf_counter() - started
+    cpu = redis_cpu_seconds(client) - cpu_before
     stats = worker_commands(commandstats(client))
+    usec = worker_commands(commandstats_usec(client))
     total = sum(v for k, v in stats.items() if k not in TRANSACTION)
     return Drain(
         n / elapsed,
         total / n,
         {k: round(v / n, 2) for k, v in sorted(stats.items(), key=lambda kv: -kv[1])},
+        cpu * 1e6 / n,
+        {k: round(v / n, 2) for k, v in sorted(usec.items(), key=lambda kv: -kv[1])},
     )
 
 

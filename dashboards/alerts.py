@@ -160,6 +160,30 @@ def _task_alerts(catalog: QueueCatalog) -> Iterator[Alert]:
         dashboard=QUEUE_OF_ALERT,
     )
 
+    redelivered = rate_sum(
+        "celery_task_redelivered_total",
+        (*BY_QUEUE, "reason"),
+        'reason=~"dead_worker|visibility_timeout"',
+        window="15m",
+        func="increase",
+    )
+    yield Alert(
+        name="CeleryTasksRedelivered",
+        # Shutdown returns are routine (every rollout); dead workers' and VT returns are not.
+        expr=f"{redelivered} > 0",
+        severity="warning",
+        summary="Queue {{ $labels.queue }}: tasks redelivered ({{ $labels.reason }})",
+        description="Messages of queue {{ $labels.queue }} were put back into the queue in the "
+        "last 15 minutes because their worker died (dead_worker: no heartbeat for the "
+        "dead-owner timeout) or from kombu's global unacked records (visibility_timeout). "
+        "They run again; a task that was running when its worker died runs a second time.",
+        runbook="Find the dead workers: pod restarts, OOMKilled or evicted pods, node loss. "
+        "dead_worker after a SIGKILL is expected once; repeated ones: raise the memory limit, "
+        "lower max_memory_per_child, or look for a task that crashes its process. "
+        "visibility_timeout: a stock kombu client or the previous release still consumes.",
+        dashboard=QUEUE_OF_ALERT,
+    )
+
 
 def _queue_alerts(catalog: QueueCatalog) -> Iterator[Alert]:
     for queue in catalog:

@@ -93,6 +93,36 @@ def build() -> dash.Dashboard:
                 unit="ops",
             )
         )
+        .with_panel(
+            graph(
+                "Redelivered /s by queue and reason",
+                [
+                    Query(
+                        rate_sum("celery_task_redelivered_total", ("queue", "reason")),
+                        "{{queue}} {{reason}}",
+                    ),
+                ],
+                unit="ops",
+                description="Messages put back into their queue: a dead worker's (no heartbeat "
+                "for the dead-owner timeout), kombu's global records after the visibility "
+                "timeout, prefetched messages at warm shutdown.",
+            )
+        )
+        .with_panel(
+            graph(
+                "Dead worker to redelivery p99, and live consumers",
+                [
+                    Query(
+                        quantile(0.99, "celery_task_redelivery_delay_seconds"),
+                        "{{queue}} delay p99 (s)",
+                    ),
+                    Query(exporter_gauge("celery_queue_live_consumers"), "{{queue}} consumers"),
+                ],
+                description="Seconds from a dead worker's last heartbeat to the restore of its "
+                "messages (bounded by the dead-owner timeout plus one sweep), and the worker "
+                "connections consuming each queue with a fresh heartbeat.",
+            )
+        )
         .with_row(row("Latency"))
         .with_panel(
             graph(

@@ -131,7 +131,7 @@ class InClusterRedis(pulumi.ComponentResource):
                                 },
                                 # A shutdown drops replies of the commands it interrupts: pause
                                 # writes first, so in-flight pops and acks finish and fewer
-                                # messages wait for the visibility-timeout restore.
+                                # messages wait for the dead-owner restore.
                                 "lifecycle": {
                                     "pre_stop": {
                                         "exec_": {"command": PRE_STOP_PAUSE_WRITES},

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from celery import Celery
 
 from service import task_names, transport
-from service.config.celery_app import FleetCelery, max_delay_seconds
 from service.config.celeryconfig import build_config
 from service.config.cluster_mode import register_refusals
 from service.config.settings import FleetSettings, get_settings
@@ -22,10 +21,11 @@ from service.dlq.consumer import FleetConsumer
 from service.dlq.request import FleetRequest
 from service.results import backends as result_backends
 from service.tasks import beat
+from service.transport import events as transport_events
 from service.transport.quarantine import send_poison_to
 from service.worker import hooks
 from service.worker.heartbeat import HeartbeatStep
-from service.worker.metrics import task_metrics
+from service.worker.metrics import redelivered, task_metrics
 
 TASK_MODULES = (
     "service.tasks.diagnostics",
@@ -95,6 +95,11 @@ EXTENSIONS: tuple[Extension, ...] = (
         lambda app, settings: _count_dlq_events(),
     ),
     Extension(
+        "transport: who counts messages put back on their queue (the worker's metrics)",
+        redelivered,
+        lambda app, settings: transport_events.on_redelivered(redelivered),
+    ),
+    Extension(
         "task names that may become metric labels and DLQ index keys",
         task_names.use,
         lambda app, settings: task_names.use(_registered_names(app)),
@@ -130,8 +135,7 @@ EXTENSIONS: tuple[Extension, ...] = (
 
 def create_app(settings: FleetSettings | None = None) -> Celery:
     settings = settings or get_settings()
-    celery_app = FleetCelery("service", include=list(TASK_MODULES))
-    celery_app.fleet_max_delay = max_delay_seconds(settings)
+    celery_app = Celery("service", include=list(TASK_MODULES))
     celery_app.conf.update(build_config(settings))
     for extension in EXTENSIONS:
         if extension.install is not None:

@@ -40,10 +40,5 @@ class DLQError(FleetError):
     """A dead-letter queue operation failed (unknown id, bad filter...)."""
 
 
-class EtaBeyondVisibility(FleetError):
-    """A countdown/ETA so far ahead that Redis would re-deliver the waiting task (it would
-    run once per visibility timeout)."""
-
-
 class ClusterModeUnsupported(FleetError):
     """Something that cannot run on Redis Cluster in this release was pointed at one."""

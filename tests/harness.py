@@ -169,3 +169,48 @@ def discard_redis(server: RedisServer) -> None:
 def need_redis(available: bool, what: str) -> None:
     if not available:
         unavailable(what)
+
+
+def unacked_count(client: redis.Redis) -> int:
+    """Unacked records anywhere: every queue's (service.catalog.naming.unacked_key) and
+    kombu's global hash (stock clients, the previous release)."""
+    keys = list(client.scan_iter(match="fleet:{*}:unacked", count=1000))
+    return sum(int(client.hlen(key)) for key in [*keys, "unacked"])
+
+
+def pop_script_args(
+    queue: str = "default",
+    lists: list[str] | None = None,
+    consumer: str = "test-consumer",
+) -> list[Any]:
+    """numkeys, keys and args for service.transport.scripts.POP_AND_TRACK over one queue, as
+    the channel builds them."""
+    from service.catalog.naming import (
+        QUARANTINE_KEY,
+        consumers_key,
+        held_key,
+        priority_list_keys,
+        unacked_key,
+        wake_key,
+    )
+
+    lists = lists if lists is not None else priority_list_keys(queue)
+    keys = [*lists, unacked_key(queue), held_key(queue, consumer), consumers_key(queue)]
+    keys += [wake_key(queue), QUARANTINE_KEY]
+    return [len(keys), *keys, len(lists), 1, consumer, 1_700_000_000.5, *([1] * len(lists))]
+
+
+def metric_samples(port: int, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """Sorted label pairs -> value, for every sample called `name` on a /metrics endpoint."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        tuple(sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    }

@@ -37,6 +37,35 @@ def autoscaler_name(queue: str) -> str:
     return worker_deployment_name(queue)
 
 
+# --- Redis keys of the broker transport (service.transport) -------------------------------
+# Every key the pop, ack, restore and wake of one queue touch is a pure function of the queue
+# name, here. All of a queue's transport keys share the hash tag `{<queue>}`, so on Redis
+# Cluster each script touches one slot. The message lists are the exception on a single
+# Redis: stock kombu producers push to `<queue>` and `<queue>\x06\x16<n>`, and the transport
+# keeps consuming those names; `priority_list_key` is the one function cluster mode swaps
+# for tagged names.
+#
+# Layout for queue `q`:
+#   q, q\x06\x163, ...          waiting messages, one list per priority step (kombu's names)
+#   fleet:{q}:unacked           hash: delivery tag -> kombu's record [message, exchange, rk]
+#   fleet:{q}:consumers         sorted set: consumer id -> last heartbeat (Redis TIME, s)
+#   fleet:{q}:held:<consumer>   sorted set: delivery tag -> pop time (Redis TIME, s): what
+#                               one consumer holds of q
+#   fleet:{q}:wake              list of wake tokens for idle workers of q
+# kombu's own global `unacked` / `unacked_index` (stock kombu clients, the previous release)
+# are only swept, after the visibility timeout (LEGACY_UNACKED_*).
+
+# kombu/transport/redis.py: Channel.unacked_key, unacked_index_key, unacked_mutex_key.
+LEGACY_UNACKED_KEY = "unacked"
+LEGACY_UNACKED_INDEX_KEY = "unacked_index"
+LEGACY_UNACKED_MUTEX_KEY = "unacked_mutex"
+
+
+def queue_hash_tag(queue: str) -> str:
+    """The hash tag every transport key of `queue` carries."""
+    return "{" + queue + "}"
+
+
 def priority_list_key(queue: str, priority: int, sep: str = KOMBU_DEFAULT_SEP) -> str:
     """The Redis list kombu uses for one priority step of a queue (step 0 is the bare name)."""
     return queue if priority == 0 else f"{queue}{sep}{priority}"
@@ -51,9 +80,24 @@ def priority_list_keys(
     return [priority_list_key(queue, step, sep) for step in sorted(steps)]
 
 
+def unacked_key(queue: str) -> str:
+    """The unacked records of messages popped from `queue` by this transport."""
+    return f"fleet:{queue_hash_tag(queue)}:unacked"
+
+
+def consumers_key(queue: str) -> str:
+    """The consumers of `queue` and their last heartbeat."""
+    return f"fleet:{queue_hash_tag(queue)}:consumers"
+
+
+def held_key(queue: str, consumer: str) -> str:
+    """The delivery tags one consumer holds from `queue`."""
+    return f"fleet:{queue_hash_tag(queue)}:held:{consumer}"
+
+
 def wake_key(queue: str) -> str:
     """List of wake-up tokens for idle workers of `queue` (service.transport)."""
-    return f"fleet:wake:{queue}"
+    return f"fleet:{queue_hash_tag(queue)}:wake"
 
 
 # Set on every message at publish (worker hooks), read by the exporter (age of the oldest

@@ -11,14 +11,14 @@ from service.config.settings import FleetSettings
 
 def transport_options(settings: FleetSettings) -> dict[str, Any]:
     return {
-        # Must exceed every hard time limit (checked in settings), else running tasks are
-        # re-delivered to another worker and run twice.
+        # Only kombu's global unacked records (stock clients, the previous release) wait for
+        # it; the fleet transport's messages are owned (fleet_dead_owner_timeout).
         "visibility_timeout": settings.visibility_timeout,
         # Per-priority Redis sub-lists; lower number pops first.
         "queue_order_strategy": "priority",
         "priority_steps": list(settings.priority_steps),
         "sep": settings.priority_sep,
-        # Messages of a dead worker come back after visibility_timeout + this sweep period.
+        # Messages of a dead worker come back after fleet_dead_owner_timeout + this sweep period.
         # kombu's default sweep runs every 10 s x throttle 10 = 100 s; one sweep per interval.
         "unacked_restore_interval": settings.unacked_restore_interval,
         "unacked_restore_throttle": 1,
@@ -26,6 +26,8 @@ def transport_options(settings: FleetSettings) -> dict[str, Any]:
         "unacked_mutex_expire": settings.unacked_mutex_expire,
         # service.transport: how long an idle worker blocks before polling anyway.
         "fleet_idle_timeout": settings.idle_poll_seconds,
+        # service.transport: a consumer whose heartbeat is older than this is dead.
+        "fleet_dead_owner_timeout": settings.dead_owner_timeout_seconds,
     }
 
 

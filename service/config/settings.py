@@ -21,7 +21,6 @@ from service.catalog.naming import (
     KOMBU_DEFAULT_SEP,
     WORKER_METRICS_PORT,
 )
-from service.catalog.queues import CATALOG
 from service.config.redis_url import check_redis_url
 from service.config.result_urls import (
     BackendKind,
@@ -57,10 +56,14 @@ class FleetSettings(BaseSettings):
     # Where DLQ entries live; the broker's Redis when unset.
     dlq_url: SecretStr | None = None
 
-    # kombu re-delivers an unacked message after this long; must exceed every hard time limit.
+    # A consumer (worker process) whose heartbeat in Redis is older than this is dead: the
+    # messages it held go back to their queue (service.transport). Its heartbeat thread beats
+    # 4 times per timeout, so a Redis blip shorter than three beats never declares it dead.
+    dead_owner_timeout_seconds: float = Field(default=30.0, ge=2, le=600)
+    # The safety net only: kombu's global unacked records (a stock kombu client, the previous
+    # release during a rolling upgrade) come back after this long. Messages this transport
+    # hands out are owned, so a live worker's long task or far ETA is never re-delivered.
     visibility_timeout: int = Field(default=3600, ge=1)
-    # Tests only: lets fault tests use a visibility timeout of seconds. Never in production.
-    allow_short_visibility_timeout: bool = False
     unacked_restore_interval: float = Field(default=10.0, gt=0)
     unacked_mutex_expire: int = Field(default=60, ge=5)
     # An idle worker blocks on its queues' wake lists and polls anyway this often, for
@@ -170,18 +173,6 @@ class FleetSettings(BaseSettings):
         if value is not None and ":" not in value.get_secret_value():
             raise ValueError("must look like user:password")
         return value
-
-    @model_validator(mode="after")
-    def _visibility_exceeds_time_limits(self) -> FleetSettings:
-        longest = CATALOG.max_hard_time_limit()
-        if self.visibility_timeout <= longest and not self.allow_short_visibility_timeout:
-            slowest = max(CATALOG, key=lambda q: q.hard_time_limit).name
-            raise ValueError(
-                f"FLEET_VISIBILITY_TIMEOUT ({self.visibility_timeout}s) must exceed the longest "
-                f"hard time limit ({longest}s, queue {slowest}); otherwise Redis re-delivers "
-                "running tasks and they run twice"
-            )
-        return self
 
     @property
     def result_backend_url(self) -> str:

@@ -16,7 +16,6 @@ from typing import Any
 
 from celery.worker.consumer import Consumer
 
-from service.config.celery_app import max_delay_seconds
 from service.config.redis_faults import is_redis_unavailable
 from service.config.settings import get_settings
 from service.dlq.capture import capture_message, capture_minimal
@@ -70,12 +69,11 @@ class FleetConsumer(Consumer):
         tasks = self.app.tasks
         settings = get_settings()
         limit = settings.max_body_bytes
-        max_delay = max_delay_seconds(settings)
         connection_errors = tuple(getattr(self, "connection_errors", None) or ())
 
         def on_task_received(message: Any) -> Any:
             try:
-                result = screen_call(message, tasks, limit, max_delay)
+                result = screen_call(message, tasks, limit)
                 if isinstance(result, Problem):
                     return self.dead_letter(message, result)
                 headers = message.headers
@@ -134,9 +132,9 @@ class FleetConsumer(Consumer):
         try:
             message.ack()
         except Exception:
-            # Redis gone between the write and the ack: the entry exists; kombu restores
-            # the message after the visibility timeout and its second capture only counts
-            # another occurrence of the same entry.
+            # Redis gone between the write and the ack: the entry exists; the message stays
+            # held by this connection's consumer and comes back once that consumer is dead
+            # (service.transport); its second capture only counts another occurrence.
             logger.exception("ack after dead-lettering failed")
 
     @staticmethod
@@ -144,9 +142,9 @@ class FleetConsumer(Consumer):
         try:
             message.reject(requeue=True)
         except Exception:
-            # Broker unreachable: the message stays in the unacked hash and kombu restores it
-            # after the visibility timeout.
-            logger.exception("requeue failed; the broker restores it after visibility timeout")
+            # Broker unreachable: the message stays held by this connection's consumer and
+            # comes back once that consumer is dead (after the dead-owner timeout).
+            logger.exception("requeue failed; the message comes back after the dead-owner timeout")
 
     # Safety nets for the paths screen() should already have caught.
     def on_unknown_message(self, body: Any, message: Any) -> None:

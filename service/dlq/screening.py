@@ -7,9 +7,7 @@ message that passes here cannot fail there for its shape."""
 from __future__ import annotations
 
 import inspect
-import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from kombu.serialization import loads
@@ -45,12 +43,9 @@ def screen(message: Any, tasks: Any, max_body_bytes: int) -> Problem | None:
     return result if isinstance(result, Problem) else None
 
 
-def screen_call(
-    message: Any, tasks: Any, max_body_bytes: int, max_delay: float | None = None
-) -> Problem | Call:
-    """`max_delay`: the furthest ahead an ETA may be (producers that bypass the send-time
-    check included); a worker would hold such a message past the visibility timeout and
-    Redis would hand it out again."""
+def screen_call(message: Any, tasks: Any, max_body_bytes: int) -> Problem | Call:
+    """The decoded call of a well-formed message of a registered task, or its Problem. An
+    ETA may be any distance ahead: the worker holds such a message as long as it lives."""
     headers = message.headers
     name = headers.get("task") if isinstance(headers, dict) else None
     task_name = name if isinstance(name, str) else None
@@ -73,19 +68,6 @@ def screen_call(
     bad_header = header_problem(headers, getattr(message, "properties", None))
     if bad_header is not None:
         return Problem(Reason.INVALID_MESSAGE, bad_header, task_name)
-    eta = headers.get("eta")
-    if max_delay is not None and isinstance(eta, str):
-        moment = datetime.fromisoformat(eta)
-        if moment.tzinfo is None:  # Celery reads naive times as UTC (enable_utc)
-            moment = moment.replace(tzinfo=UTC)
-        ahead = moment.timestamp() - time.time()
-        if ahead > max_delay:
-            return Problem(
-                Reason.INVALID_MESSAGE,
-                f"eta {ahead:.0f}s ahead exceeds the {max_delay:.0f}s a delayed task can wait "
-                "within the visibility timeout (it would run more than once)",
-                task_name,
-            )
     try:
         # kombu's decoder, exactly as the pool child will decode it (typed JSON included).
         decoded = loads(body, content_type, message.content_encoding, accept={JSON_CONTENT_TYPE})

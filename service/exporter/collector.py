@@ -84,11 +84,18 @@ class QueueCollector(Collector):
         dlq = GaugeMetricFamily(
             "celery_dlq_length", "Entries in the queue's dead-letter store.", labels=["queue"]
         )
+        consumers = GaugeMetricFamily(
+            "celery_queue_live_consumers",
+            "Worker connections consuming the queue whose heartbeat is within the dead-owner "
+            "timeout.",
+            labels=["queue"],
+        )
         for name, queue in (stats or {}).items():
             length.add_metric([name], queue.length)
             age.add_metric([name], queue.oldest_age_seconds)
             dlq.add_metric([name], queue.dlq_length)
-        yield from (length, age, dlq)
+            consumers.add_metric([name], queue.live_consumers)
+        yield from (length, age, dlq, consumers)
         yield GaugeMetricFamily(
             "celery_exporter_up", "1 if the last scrape read Redis, 0 if not.", value=int(up)
         )

@@ -14,7 +14,7 @@ from typing import Any
 import redis
 from redis.crc import key_slot
 
-from service.catalog.naming import SENT_AT_HEADER, priority_list_keys
+from service.catalog.naming import SENT_AT_HEADER, consumers_key, priority_list_keys
 from service.catalog.queues import CATALOG, QueueCatalog
 from service.config.redis_client import (
     RedisClient,
@@ -32,6 +32,8 @@ class QueueStats:
     length: int
     oldest_age_seconds: float  # 0 when empty or when no waiting message carries a send time
     dlq_length: int
+    # Consumers of the queue whose heartbeat is within the dead-owner timeout (service.transport).
+    live_consumers: int = 0
 
 
 logger = logging.getLogger(__name__)
@@ -63,6 +65,13 @@ for i, key in ipairs(KEYS) do
 end
 return out
 """
+# Consumers whose heartbeat (Redis TIME, written by service.transport) is fresh, by Redis'
+# clock too: the exporter's own clock never decides.
+_LIVE_CONSUMERS = """
+local t = redis.call('TIME')
+return redis.call('ZCOUNT', KEYS[1], t[1] + t[2] / 1000000 - tonumber(ARGV[1]), '+inf')
+"""
+
 _warned_keys: set[str] = set()
 
 
@@ -123,18 +132,27 @@ def read_queue_stats(
         # kombu LPUSHes and pops from the right: the oldest message is at the tail.
         for group in groups:
             pipeline_eval(pipe, _LENGTHS_AND_SENT_AT, group, [SENT_AT_HEADER])
+        for name in layout:
+            pipeline_eval(
+                pipe, _LIVE_CONSUMERS, [consumers_key(name)], [settings.dead_owner_timeout_seconds]
+            )
         shared = dlq_client is client
         if shared:
             for name in layout:
                 pipe.zcard(dlq_index_key(name))
         answers = pipe.execute(raise_on_error=False)
-    heads, rest = answers[: len(groups)], answers[len(groups) :]
+    heads = answers[: len(groups)]
+    consumer_replies = answers[len(groups) : len(groups) + len(layout)]
+    rest = answers[len(groups) + len(layout) :]
     by_key: dict[str, tuple[Any, Any]] = {}
     for group, head in zip(groups, heads, strict=True):
         if isinstance(head, Exception):
             raise head
         for index, key in enumerate(group):
             by_key[key] = (head[2 * index], head[2 * index + 1])
+    consumers = [
+        _count(n, consumers_key(name)) for n, name in zip(consumer_replies, layout, strict=True)
+    ]
     if shared:
         dlq_lengths = rest
     else:
@@ -156,5 +174,10 @@ def read_queue_stats(
             if sent is not None and (oldest is None or sent < oldest):
                 oldest = sent
         age = max(0.0, now - oldest) if oldest is not None else 0.0
-        stats[name] = QueueStats(length=length, oldest_age_seconds=age, dlq_length=int(dlq_length))
+        stats[name] = QueueStats(
+            length=length,
+            oldest_age_seconds=age,
+            dlq_length=int(dlq_length),
+            live_consumers=max(consumers[len(stats)], 0),
+        )
     return stats

@@ -74,6 +74,17 @@ def flaky(self: FleetTask, run_key: str, failures: int) -> int:
     return int(self.request.retries)
 
 
+@shared_task(base=FleetTask, name="service.tasks.diagnostics.retry_later", bind=True, max_retries=1)
+def retry_later(self: FleetTask, run_key: str, countdown: float) -> int:
+    """Record each attempt's time; the first attempt retries `countdown` seconds later."""
+    client = broker_redis()
+    client.rpush(f"fleet:diag:attempts:{run_key}", time.time())
+    client.expire(f"fleet:diag:attempts:{run_key}", _RECORD_TTL)
+    if self.request.retries == 0:
+        raise self.retry(countdown=countdown)
+    return int(self.request.retries)
+
+
 @shared_task(base=FleetTask, name="service.tasks.diagnostics.rate_limited", rate_limit="5/s")
 def rate_limited(run_key: str) -> None:
     """Record start times; Celery's per-worker token bucket allows 5 per second."""

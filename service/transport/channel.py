@@ -6,7 +6,7 @@ in between, or a Redis restart that persists the pop but drops the reply, loses 
 kombu's own second write is skipped.
 
 Lua cannot block, so an idle worker waits with BLPOP on its queues' wake lists
-(`fleet:wake:<queue>`): every message this transport publishes or restores also pushes a
+(`fleet:{<queue>}:wake`): every message this transport publishes or restores also pushes a
 token there in the same round trip. A token is only a hint (losing one loses no message), so
 blocking on tokens is safe where blocking on messages is not. The poll that finds the queues
 empty drops stale tokens. Messages from producers that do not ring (stock kombu) are found
@@ -30,15 +30,31 @@ from kombu import transport as kombu_transport
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps
+from redis.exceptions import NoScriptError
 
-from service.catalog.naming import QUARANTINE_KEY, quarantine_field, wake_key
+from service.catalog.naming import (
+    QUARANTINE_KEY,
+    consumers_key,
+    held_key,
+    priority_list_key,
+    quarantine_field,
+    unacked_key,
+    wake_key,
+)
 from service.config.redis_faults import REFUSALS, is_redis_unavailable
 from service.transport.envelope import MalformedEnvelope, parse_envelope
 from service.transport.message import SafeMessage
+from service.transport.ownership import new_consumer_id, process_heartbeat
 from service.transport.publish import WAKE_TOKEN, RingingPublisher
-from service.transport.qos import FleetQoS, warn_throttled
+from service.transport.qos import FleetQoS
 from service.transport.quarantine import dead_letter_raw, drain_due, drain_quarantine_safely
-from service.transport.scripts import POP_AND_TRACK, TRACK_QUARANTINED
+from service.transport.records import warn_throttled
+from service.transport.scripts import (
+    HEARTBEAT,
+    POP_AND_TRACK,
+    RESTORE_HELD,
+    TRACK_QUARANTINED,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +62,9 @@ logger = logging.getLogger(__name__)
 # producers that do not ring). Also its Redis cost when idle: one BLPOP and one poll.
 # Transport option `fleet_idle_timeout` (FLEET_IDLE_POLL_SECONDS) overrides it.
 IDLE_TIMEOUT_SECONDS = 30.0
+# A consumer whose heartbeat is older than this is dead: its messages go back to their queue.
+# Transport option `fleet_dead_owner_timeout` (FLEET_DEAD_OWNER_TIMEOUT_SECONDS).
+DEAD_OWNER_TIMEOUT_SECONDS = 30.0
 # After Redis refused the poll (full, a script error): wait this long before the next one.
 BACKOFF_SECONDS = 1.0
 
@@ -58,8 +77,13 @@ _RedisChannel: Any = kombu_redis.Channel
 
 class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
     QoS = FleetQoS
-    from_transport_options = (*_RedisChannel.from_transport_options, "fleet_idle_timeout")
+    from_transport_options = (
+        *_RedisChannel.from_transport_options,
+        "fleet_idle_timeout",
+        "fleet_dead_owner_timeout",
+    )
     fleet_idle_timeout = IDLE_TIMEOUT_SECONDS
+    fleet_dead_owner_timeout = DEAD_OWNER_TIMEOUT_SECONDS
     # Messages whose body decoding cannot raise: bad bodies reach the DLQ (transport.message).
     Message = SafeMessage
     _fleet_idle = False
@@ -75,15 +99,76 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
         # check interval; our wait is longer than its 1 s BRPOP.
         current: Any = getattr(self, "brpop_timeout", None)
         self.brpop_timeout = max(current or 0, self.fleet_idle_timeout)
+        self._fleet_heartbeat = process_heartbeat()
+        self.consumer_id = new_consumer_id()
+        self._fleet_scripts: dict[str, Any] = {}
+        self._fleet_consumed: set[str] = set()
+        # Delivery tag -> the queue it was popped from (its records live under that queue).
+        self._fleet_owned: dict[str, str] = {}
+        self._fleet_list_queue: dict[str, str] = {}
+
+    # --- ownership ------------------------------------------------------------------------
+
+    def fleet_script(self, name: str) -> Any:
+        """One of the transport's Lua scripts, called by SHA (loaded again on NOSCRIPT)."""
+        script = self._fleet_scripts.get(name)
+        if script is None:
+            source = {
+                "pop": POP_AND_TRACK,
+                "track_quarantined": TRACK_QUARANTINED,
+                "heartbeat": HEARTBEAT,
+                "restore_held": RESTORE_HELD,
+            }[name]
+            with self.conn_or_acquire() as client:
+                script = self._fleet_scripts[name] = client.register_script(source)
+        return script
+
+    def owned_queue(self, delivery_tag: Any) -> str | None:
+        """The queue a message this consumer holds was popped from (None: not ours)."""
+        return self._fleet_owned.get(bytes_to_str(delivery_tag))
+
+    def forget(self, delivery_tag: Any) -> None:
+        self._fleet_owned.pop(bytes_to_str(delivery_tag), None)
+
+    def swept_queues(self) -> list[str]:
+        """The queues whose dead consumers this channel's sweep restores: those it consumes."""
+        return sorted(self._fleet_consumed)
+
+    def restore_list(self, message: dict[str, Any], queue: str) -> str:
+        """Mark a message redelivered (as kombu's restore does) and name the list of its
+        priority in `queue`."""
+        headers = message.get("headers")
+        if isinstance(headers, dict):
+            headers["redelivered"] = True
+        message["properties"].setdefault("delivery_info", {})["redelivered"] = True
+        return str(self._q_for_pri(queue, self._get_message_priority(message, reverse=False)))
+
+    def _q_for_pri(self, queue: str, pri: int) -> str:
+        # Every list name goes through the one function (service.catalog.naming).
+        return priority_list_key(queue, self.priority(pri), self.sep)
 
     # --- consuming -------------------------------------------------------------------------
 
-    def _poll_args(self, queues: list[str]) -> list[Any]:
+    def _poll_args(self, queues: list[str]) -> tuple[list[str], list[Any]]:
+        """The pop script's keys and args for `queues`."""
         # kombu's BRPOP key order: every queue's most urgent list first.
-        lists = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
-        keys = [*lists, self.unacked_key, self.unacked_index_key, QUARANTINE_KEY]
-        keys += [wake_key(queue) for queue in queues]
-        return [len(keys), *keys, time.time(), len(lists)]
+        lists: list[str] = []
+        index: list[int] = []
+        for pri in self.priority_steps:
+            for number, queue in enumerate(queues, 1):
+                lists.append(self._q_for_pri(queue, pri))
+                index.append(number)
+        self._fleet_list_queue.update(zip(lists, (queues[i - 1] for i in index), strict=True))
+        keys = list(lists)
+        for queue in queues:
+            keys += [unacked_key(queue), held_key(queue, self.consumer_id)]
+            keys += [consumers_key(queue), wake_key(queue)]
+        keys.append(QUARANTINE_KEY)
+        return keys, [len(lists), len(queues), self.consumer_id, time.time(), *index]
+
+    def _pop_command(self, queues: list[str]) -> list[Any]:
+        keys, args = self._poll_args(queues)
+        return ["EVALSHA", self.fleet_script("pop").sha, len(keys), *keys, *args]
 
     def _brpop_start(self, timeout: float | None = None) -> None:
         if self.global_keyprefix:
@@ -106,7 +191,7 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
             args = ["BLPOP", *(wake_key(q) for q in queues), self.fleet_idle_timeout]
             self._fleet_pending = "wait"
         else:
-            args = ["EVAL", POP_AND_TRACK, *self._poll_args(queues)]
+            args = self._pop_command(queues)
             self._fleet_pending = "pop"
         self._in_poll = self.client.connection
         self._brpop_sent_at = time.monotonic()
@@ -114,12 +199,31 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
 
     def basic_consume(self, queue: str, *args: Any, **kwargs: Any) -> Any:
         tag = super().basic_consume(queue, *args, **kwargs)
+        if queue not in self._fanout_queues:
+            # Beat for the queue before the first pop, from the process' heartbeat thread.
+            self._fleet_consumed.add(queue)
+            client = self.Client(connection_pool=self.pool)
+            script = self.fleet_script("heartbeat")
+            self._fleet_heartbeat.add(queue, self.consumer_id, self, client, script)
         # A wait covers the queues consumed when it began (at start: only mingle's reply
         # queue). Ring one of them, so the next cycle waits on the new queue too.
         if self._in_poll and self._fleet_pending == "wait" and self._fleet_waited:
             with self.conn_or_acquire() as client:
                 client.lpush(wake_key(self._fleet_waited[0]), WAKE_TOKEN)
         return tag
+
+    def _basic_cancel(self, consumer_tag: Any) -> Any:
+        queue = self._tag_to_queue.get(consumer_tag)
+        result = super()._basic_cancel(consumer_tag)
+        held = set(self._fleet_owned.values())
+        active = set(self._active_queues) | held
+        if queue in self._fleet_consumed and queue not in active:
+            # No longer consumed (e.g. mingle's reply queue) and nothing of it held: stop
+            # beating for it (an idle worker's Redis cost is mostly its beats).
+            self._fleet_consumed.discard(queue)
+            self._fleet_heartbeat.discard(queue, self.consumer_id)
+            self._deregister([queue])
+        return result
 
     def close(self) -> None:
         # kombu's close reads a pending reply: our idle wait would hold every warm shutdown
@@ -128,7 +232,31 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
             self._in_poll = None
             self._fleet_pending = None
             self.client.connection.disconnect()
+        if self._fleet_consumed and not self.closed:
+            # Give back prefetched, not-started messages (QoS.restore_unacked; kombu's close
+            # would do it later, without a connection left to deregister on).
+            self.qos.restore_unacked_once()
+            self._leave()
         super().close()
+
+    def _leave(self) -> None:
+        """Stop beating and forget this consumer in each queue where it holds nothing more
+        (what it still holds comes back when its heartbeat is stale)."""
+        self._fleet_heartbeat.remove(self.consumer_id)
+        self._deregister(list(self._fleet_consumed))
+
+    def _deregister(self, queues: list[str]) -> None:
+        """Leave the consumers set of each queue where this consumer holds nothing."""
+        try:
+            with self.conn_or_acquire() as client:
+                for queue in queues:
+                    keys = [consumers_key(queue), held_key(queue, self.consumer_id)]
+                    keys += [unacked_key(queue), wake_key(queue)]
+                    self.fleet_script("restore_held")(
+                        keys=keys, args=[self.consumer_id, "leaving", "right"], client=client
+                    )
+        except Exception as exc:  # unreachable Redis: the beats of the others clean up
+            logger.warning("could not deregister consumer %s (%s)", self.consumer_id, exc)
 
     def _brpop_read(self, **options: Any) -> bool:
         pending = self._fleet_pending
@@ -140,13 +268,19 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
                     # another trip through the event loop (pickup latency).
                     self._fleet_idle = False
                     connection = self.client.connection
-                    connection.send_command(
-                        "EVAL", POP_AND_TRACK, *self._poll_args(self._fleet_waited)
-                    )
-                    reply = self.client.parse_response(connection, "EVAL")
+                    connection.send_command(*self._pop_command(self._fleet_waited))
+                    reply = self.client.parse_response(connection, "EVALSHA")
             except self.connection_errors:
                 self.client.connection.disconnect()
                 raise
+            except NoScriptError:
+                # Redis restarted or flushed its scripts: load the pop again, poll again.
+                try:
+                    with self.conn_or_acquire() as client:
+                        client.script_load(POP_AND_TRACK)
+                except self.ResponseError:
+                    self._fleet_backoff = True
+                raise Empty() from None
             except self.ResponseError as exc:
                 # A full Redis, a wrong-type wake list...: back off, never die or spin.
                 if is_redis_unavailable(exc):
@@ -161,9 +295,9 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
                 self._fleet_idle = True
                 raise Empty()
             self._fleet_idle = False
-            payload = self._accept(bytes_to_str(list_key), item, bytes_to_str(tag))
+            dest = self._fleet_list_queue[bytes_to_str(list_key)]
+            payload = self._accept(bytes_to_str(list_key), item, bytes_to_str(tag), dest)
             if payload is not None:
-                dest = bytes_to_str(list_key).rsplit(self.sep, 1)[0]
                 self._queue_cycle.rotate(dest)
                 self._deliver_tracked(payload, dest)
             return True
@@ -177,23 +311,30 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
     def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
         with self.conn_or_acquire() as client:
             while True:
-                reply = client.eval(POP_AND_TRACK, *self._poll_args([queue]))
+                keys, args = self._poll_args([queue])
+                reply = self.fleet_script("pop")(keys=keys, args=args, client=client)
                 self._maybe_update_queues_expire(client, queue)
                 list_key, item, tag, *wrong_type = reply
                 if not list_key:
                     self._warn_wrong_type(wrong_type)
                     raise Empty()
-                payload = self._accept(bytes_to_str(list_key), item, bytes_to_str(tag))
+                payload = self._accept(bytes_to_str(list_key), item, bytes_to_str(tag), queue)
                 if payload is not None:
                     # basic_get appends to the QoS after we return: skip its second write.
                     self._fleet_tracked_tag = payload["properties"]["delivery_tag"]
                     return payload
 
-    def _accept(self, list_key: str, item: bytes, tag: str) -> dict[str, Any] | None:
+    def _accept(self, list_key: str, item: bytes, tag: str, queue: str) -> dict[str, Any] | None:
         """The parsed message to deliver, or None when it went to the DLQ (or stays in
         quarantine / unacked because the DLQ write failed: nothing is lost either way)."""
+        if tag:
+            self._fleet_owned[tag] = queue
         try:
             payload = parse_envelope(item)
+            if tag and payload["properties"]["delivery_tag"] != tag:
+                # The script's string search found a delivery tag that is not the message's
+                # (a header of that name): never deliver a message under another's record.
+                raise MalformedEnvelope("delivery_tag found outside the message properties")
         except MalformedEnvelope as exc:
             with self.conn_or_acquire() as client:
                 if not tag:
@@ -201,6 +342,7 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
                 elif dead_letter_raw(client, item, list_key, exc):
                     # cjson read it but Python cannot: the unacked record goes too.
                     self.qos._remove_from_indices(tag, client.pipeline()).execute()
+                    self.forget(tag)
             return None
         if tag:
             return payload
@@ -208,12 +350,16 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
         properties = payload["properties"]
         info = properties.get("delivery_info") or {}
         record = dumps([payload, info.get("exchange") or "", info.get("routing_key") or ""])
-        keys = [QUARANTINE_KEY, self.unacked_key, self.unacked_index_key]
-        field = quarantine_field(list_key, item)
+        tag = properties["delivery_tag"]
+        keys = [QUARANTINE_KEY, unacked_key(queue), held_key(queue, self.consumer_id)]
+        keys.append(consumers_key(queue))
         with self.conn_or_acquire() as client:
-            tracked = client.eval(
-                TRACK_QUARANTINED, 3, *keys, field, properties["delivery_tag"], record, time.time()
-            )
+            tracked = self.fleet_script("track_quarantined")(
+                keys=keys, args=[quarantine_field(list_key, item), tag, record, self.consumer_id],
+                client=client,
+            )  # fmt: skip
+        if tracked:
+            self._fleet_owned[tag] = queue
         return payload if tracked else None
 
     def _deliver_tracked(self, payload: dict[str, Any], dest: str) -> None:

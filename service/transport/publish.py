@@ -19,7 +19,7 @@ WAKE_TOKEN = "1"
 # KEYS: the queue's priority list, its wake list. ARGV: message, token.
 # The message first: when Redis refuses it (full) the caller gets the error and nothing is
 # queued. Once it is in, the token is pcall'ed: a foreign value under the wake key (ours,
-# fleet:wake:*) is replaced, and any error there is swallowed: the publish has succeeded
+# fleet:{<queue>}:wake) is replaced, and any error there is swallowed: the publish has succeeded
 # and the caller must not see an error (it would publish a copy).
 PUSH_AND_RING = """
 redis.call('LPUSH', KEYS[1], ARGV[1])

@@ -19,51 +19,42 @@ from typing import Any
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
-from kombu.utils.json import loads
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from service.config.redis_faults import REFUSALS, is_redis_unavailable
-from service.errors import FleetError
-from service.transport.envelope import MalformedEnvelope, check_envelope
+from service.transport.envelope import MalformedEnvelope
+from service.transport.ownership_sweep import (
+    redelivered,
+    remove_owned,
+    restore_held,
+)
 from service.transport.pending import pending_writes
 from service.transport.quarantine import dead_letter_poison
+from service.transport.records import (
+    RestoreRefused,
+    parse_record,
+    refused,
+    routing_key_hint,
+    warn_throttled,
+)
 
 logger = logging.getLogger(__name__)
-
-# Seconds between two identical warnings (a full Redis would log once per sweep otherwise).
-WARN_EVERY = 60.0
-_last_warned: dict[str, float] = {}
-
-
-def warn_throttled(key: str, message: str, *args: Any) -> None:
-    now = time.monotonic()
-    if now - _last_warned.get(key, -WARN_EVERY) >= WARN_EVERY:
-        _last_warned[key] = now
-        logger.warning(message, *args)
-
-
-class RestoreRefused(FleetError):
-    """Redis refused a restore write (e.g. OOM under noeviction); the record is kept."""
-
-
-def parse_record(raw: bytes) -> tuple[dict[str, Any], str, str]:
-    """kombu's unacked record, [message, exchange, routing_key], checked as a whole."""
-    try:
-        record = loads(bytes_to_str(raw))
-    except Exception as exc:
-        raise MalformedEnvelope(f"unacked record is not JSON: {type(exc).__name__}") from None
-    if not (isinstance(record, list) and len(record) == 3):
-        raise MalformedEnvelope("unacked record is not [message, exchange, routing_key]")
-    message, exchange, routing_key = record
-    if not isinstance(exchange, str) or not isinstance(routing_key, str):
-        raise MalformedEnvelope("unacked record has a non-string exchange or routing key")
-    check_envelope(message)
-    return message, exchange, routing_key
-
 
 _RedisQoS: Any = kombu_redis.QoS
 
 
+# kombu's global unacked records are checked at most this often.
+LEGACY_SWEEP_SECONDS = 60.0
+
+
 class FleetQoS(_RedisQoS):  # type: ignore[misc]
+    """Messages this transport popped are recorded per queue and per consumer
+    (service.catalog.naming: unacked_key, held_key); a tag the channel does not own came
+    from kombu's global `unacked` hash (the previous release, a stock client) and takes
+    kombu's path."""
+
+    _fleet_legacy_swept = float("-inf")
+
     def append(self, message: Any, delivery_tag: str) -> None:
         if self.channel.tracked_by_pop(delivery_tag):
             # Recorded by the pop script already: only the in-memory bookkeeping.
@@ -78,21 +69,39 @@ class FleetQoS(_RedisQoS):  # type: ignore[misc]
             if not is_redis_unavailable(exc):
                 raise
             # Full, read-only, gone: the record stays and the ack is written later
-            # (service.transport.pending); the error never reaches Celery's event loop.
+            # (service.transport.pending); the error never reaches Celery's event loop. The
+            # tag stays owned until then: the kept write needs its queue.
             pending_writes.keep("ack", delivery_tag, exc)
             virtual.QoS.ack(self, delivery_tag)
+            return
+        self.channel.forget(delivery_tag)
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
         try:
             super().reject(delivery_tag, requeue=requeue)
         except Exception as exc:
             if is_redis_unavailable(exc):
+                # Written later (service.transport.pending); the tag stays owned until then.
                 pending_writes.keep("requeue" if requeue else "ack", delivery_tag, exc)
-            elif not isinstance(exc, RestoreRefused):
+                virtual.QoS.ack(self, delivery_tag)
+                return
+            if not isinstance(exc, RestoreRefused):
                 raise
-            # Kept in unacked: written later, or requeued by the sweep after the visibility
-            # timeout.
+            # Kept as unacked: restored when this consumer leaves or dies.
             virtual.QoS.ack(self, delivery_tag)
+        self.channel.forget(delivery_tag)
+
+    def _remove_from_indices(self, delivery_tag: Any, pipe: Any = None) -> Any:
+        if pipe is None and self.channel.closed:
+            # A task that outlived its connection (Redis restart): Celery logs the failed ack;
+            # the record stays held by the closed channel's consumer id, which beats no more,
+            # and comes back after the dead-owner timeout (the task may run again).
+            raise RedisConnectionError("channel closed before the ack")
+        queue = self.channel.owned_queue(delivery_tag)
+        if queue is None:
+            return super()._remove_from_indices(delivery_tag, pipe)
+        with self.pipe_or_acquire(pipe) as pipe:
+            return remove_owned(pipe, queue, self.channel.consumer_id, delivery_tag)
 
     def flush_pending(self) -> None:
         """Write the acks and requeues Redis refused earlier (called before each poll)."""
@@ -102,12 +111,21 @@ class FleetQoS(_RedisQoS):  # type: ignore[misc]
     def _write_kept(self, operation: str, tag: str) -> None:
         if operation == "ack":
             self._remove_from_indices(tag).execute()
+            self.channel.forget(tag)
         else:
             self.restore_by_tag(tag, leftmost=True)
 
     def restore_visible(self, *args: Any, **kwargs: Any) -> None:
-        # Most sweeps find nothing overdue: one ZRANGE instead of kombu's lock, ZRANGE and
-        # unlock (5 commands), which is most of an idle worker's Redis cost.
+        # Only kombu's global records (stock clients, the previous release) once older than
+        # the visibility timeout: dead owners' messages are restored by the heartbeat thread
+        # (service.transport.ownership). A safety net needs no 10 s resolution: looked at
+        # once per LEGACY_SWEEP_SECONDS (at most half the visibility timeout), one ZRANGE
+        # instead of kombu's lock, ZRANGE and unlock.
+        now = time.monotonic()
+        every = min(LEGACY_SWEEP_SECONDS, self.visibility_timeout / 2)
+        if now - self._fleet_legacy_swept < every:
+            return
+        self._fleet_legacy_swept = now
         with self.channel.conn_or_acquire() as client:
             ceil = time.time() - self.visibility_timeout
             if not client.zrange(self.unacked_index_key, ceil, 0, desc=True, byscore=True,
@@ -121,18 +139,31 @@ class FleetQoS(_RedisQoS):  # type: ignore[misc]
                 REFUSALS.labels("restore").inc()
 
     def restore_unacked(self, client: Any = None) -> None:
-        # At shutdown: restore what can be restored; the rest stays in unacked for the sweep.
-        with self.channel.conn_or_acquire(client) as client:
-            for tag in list(self._delivered):
-                try:
-                    self.restore_by_tag(tag, client=client)
-                except RestoreRefused:
-                    break
-        self._delivered.clear()
+        # At close: give back what was delivered and not acked (prefetched, ETA-held).
+        try:
+            with self.channel.conn_or_acquire(client) as client:
+                for tag in list(self._delivered):
+                    self.restore_by_tag(tag, client=client, reason="shutdown")
+        except (RestoreRefused, *self.channel.connection_errors) as exc:
+            # A lost connection (or a full Redis): they stay held by this channel's consumer
+            # id, which beats no more, and come back after the dead-owner timeout.
+            logger.warning("could not give back unacked messages at close (%r)", exc)
+        finally:
+            self._delivered.clear()
 
-    def restore_by_tag(self, tag: Any, client: Any = None, leftmost: bool = False) -> None:
+    def restore_by_tag(
+        self, tag: Any, client: Any = None, leftmost: bool = False, reason: str | None = None
+    ) -> None:
         channel = self.channel
+        queue = channel.owned_queue(tag)
         with channel.conn_or_acquire(client) as client:
+            if queue is not None:
+                restore_held(
+                    self, client, queue, channel.consumer_id, [bytes_to_str(tag)], "owner",
+                    leftmost=leftmost, reason=reason,
+                )  # fmt: skip
+                channel.forget(tag)
+                return
             raw = client.hget(self.unacked_key, tag)
             if raw is None:
                 # Acked meanwhile, or only a stale index entry: kombu's own path cleans up.
@@ -142,25 +173,28 @@ class FleetQoS(_RedisQoS):  # type: ignore[misc]
                 _, exchange, routing_key = parse_record(raw)
                 channel.check_routable(exchange, routing_key)
             except MalformedEnvelope as exc:
-                self._dead_letter_record(client, tag, raw, routing_key_hint(raw), exc)
+                self.dead_letter_record(
+                    client, tag, raw, routing_key_hint(raw), exc,
+                    lambda pipe: super(FleetQoS, self)._remove_from_indices(tag, pipe),
+                )  # fmt: skip
                 return
             self._run_restore(client, tag, leftmost)
+            redelivered(routing_key or "", "visibility_timeout", 1)
 
     def _run_restore(self, client: Any, tag: Any, leftmost: bool) -> None:
         try:
             super().restore_by_tag(tag, client=client, leftmost=leftmost)
         except self.channel.ResponseError as exc:
-            warn_throttled(
-                "restore",
-                "Redis refused to requeue unacked messages (%s); they stay in %s and the "
-                "next sweep tries again",
-                exc,
-                self.unacked_key,
-            )
-            raise RestoreRefused(str(exc)) from exc
+            refused(exc, self.unacked_key)
 
-    def _dead_letter_record(
-        self, client: Any, tag: Any, raw: bytes, queue_hint: str, exc: MalformedEnvelope
+    def dead_letter_record(
+        self,
+        client: Any,
+        tag: Any,
+        raw: bytes,
+        queue_hint: str,
+        exc: MalformedEnvelope,
+        remove: Any,
     ) -> None:
         try:
             dead_letter_poison(raw, queue_hint, exc)
@@ -168,24 +202,13 @@ class FleetQoS(_RedisQoS):  # type: ignore[misc]
             warn_throttled(
                 f"dlq-record-{bytes_to_str(tag)}",
                 "unacked record %s cannot be restored (%s) and the dead-letter write failed "
-                "(%s); it stays in %s",
+                "(%s); it stays unacked",
                 bytes_to_str(tag),
                 exc,
                 type(write_error).__name__,
-                self.unacked_key,
             )
             return
         logger.error(
             "unacked record %s cannot be restored (%s): dead-lettered", bytes_to_str(tag), exc
         )
-        self._remove_from_indices(tag, client.pipeline()).execute()
-
-
-def routing_key_hint(raw: bytes) -> str:
-    """The queue a broken record probably came from, for the DLQ entry (default if unknown)."""
-    try:
-        record = loads(bytes_to_str(raw))
-        hint = record[2] if isinstance(record, list) and len(record) == 3 else ""
-        return hint if isinstance(hint, str) else ""
-    except Exception:
-        return ""
+        remove(client.pipeline()).execute()

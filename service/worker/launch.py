@@ -27,8 +27,9 @@ def check_queues(queues: str) -> list[str]:
 
 
 def check_time_limits(args: list[str], settings: FleetSettings) -> None:
-    """A time limit given on the command line must be a finite number of seconds below the
-    visibility timeout; otherwise Redis re-delivers the running task and it runs twice."""
+    """A time limit given on the command line must be a positive finite number of seconds
+    (no bound from the visibility timeout: a running task's message is owned by its live
+    worker and never re-delivered)."""
     for index, arg in enumerate(args):
         option, _, inline = arg.partition("=")
         if option not in _TIME_LIMIT_OPTIONS:
@@ -40,12 +41,6 @@ def check_time_limits(args: list[str], settings: FleetSettings) -> None:
             fail(f"{option} needs a number of seconds, got {raw!r}")
         if not math.isfinite(seconds) or seconds <= 0:
             fail(f"{option} must be a positive finite number of seconds, got {raw!r}")
-        if seconds >= settings.visibility_timeout and not settings.allow_short_visibility_timeout:
-            fail(
-                f"{option} {raw} must be below FLEET_VISIBILITY_TIMEOUT "
-                f"({settings.visibility_timeout}s); otherwise Redis re-delivers running tasks "
-                "and they run twice"
-            )
 
 
 def worker_args(settings: FleetSettings, queues: str, extra: list[str]) -> list[str]:

@@ -51,6 +51,25 @@ QUEUE_WAIT = Histogram(
 ACTIVE = Gauge("celery_active_tasks", "Tasks running now.", LABELS, multiprocess_mode="livesum")
 
 
+# Redelivery: messages the transport put back into their queue (service.transport).
+REDELIVERY_REASONS = ("dead_worker", "visibility_timeout", "shutdown")
+REDELIVERED = Counter(
+    "celery_task_redelivered",
+    "Messages put back into their queue: a dead consumer's (dead_worker), kombu's global "
+    "records after the visibility timeout (visibility_timeout), a worker's prefetched "
+    "messages at warm shutdown (shutdown).",
+    ("queue", "reason"),
+)
+# From the owner's last heartbeat to the restore: dead-owner timeout plus at most one sweep.
+REDELIVERY_DELAY_BUCKETS = (1, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 90, 120, 300, 600, 3600)
+REDELIVERY_DELAY = Histogram(
+    "celery_task_redelivery_delay_seconds",
+    "Time from a dead consumer's last heartbeat to the restore of its messages.",
+    ("queue",),
+    buckets=REDELIVERY_DELAY_BUCKETS,
+)
+
+
 class TaskMetrics:
     """The one place that turns task events into metric updates."""
 
@@ -61,6 +80,9 @@ class TaskMetrics:
         for queue, task_name in label_sets:
             for metric in (STARTED, SUCCEEDED, RETRIED, ACTIVE):
                 metric.labels(queue, task_name)
+            for reason in REDELIVERY_REASONS:
+                REDELIVERED.labels(queue, reason)
+            REDELIVERY_DELAY.labels(queue)
 
     def started(self, queue: str, task_name: str, wait_seconds: float | None) -> None:
         STARTED.labels(queue, task_name).inc()
@@ -91,3 +113,15 @@ class TaskMetrics:
 
 
 task_metrics = TaskMetrics()
+
+
+def redelivered(queue: str, reason: str, count: int, delay: float | None = None) -> None:
+    """Count `count` messages of `queue` put back for `reason` (one of REDELIVERY_REASONS)."""
+    from service.catalog.queues import CATALOG
+
+    # Only catalog queues are labels (a reply or stray queue would add series).
+    label = queue if queue in CATALOG else "other"
+    REDELIVERED.labels(label, reason).inc(count)
+    if delay is not None:
+        for _ in range(count):
+            REDELIVERY_DELAY.labels(label).observe(max(delay, 0.0))

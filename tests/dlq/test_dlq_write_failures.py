@@ -12,8 +12,9 @@ from typing import Any
 
 import redis
 from envelopes import envelope
-from harness import free_port, wait_until
+from harness import free_port, unacked_count, wait_until
 
+from service.catalog.naming import unacked_key
 from service.dlq.capture import store
 from service.dlq.store import Filter
 
@@ -36,7 +37,7 @@ def test_a_failure_with_non_finite_float_arguments_is_dead_lettered_once(
     assert entry["occurrences"] == 1
     time.sleep(2)
     assert worker.log().count(f"{FAIL}[{result.id}] received") == 1
-    assert redis_client.llen("default") == 0 and redis_client.hlen("unacked") == 0
+    assert redis_client.llen("default") == 0 and unacked_count(redis_client) == 0
 
 
 def test_an_entry_redis_refuses_falls_back_to_a_minimal_entry(
@@ -58,7 +59,7 @@ def test_an_entry_redis_refuses_falls_back_to_a_minimal_entry(
     assert "exists with other reason/task" in fallback["dlq_write_error"]
     time.sleep(2)
     assert worker.log().count("until_fixed[dup] received") == 1
-    assert redis_client.hlen("unacked") == 0
+    assert unacked_count(redis_client) == 0
 
 
 def test_dlq_redis_down_backs_off_instead_of_spinning(
@@ -80,7 +81,7 @@ def test_dlq_redis_down_backs_off_instead_of_spinning(
     assert 1 <= runs <= 3, runs
     assert 1 <= poison_tries <= 5, poison_tries
     assert worker.alive()
-    waiting = redis_client.llen("default") + redis_client.hlen("unacked")
+    waiting = redis_client.llen("default") + unacked_count(redis_client)
     assert waiting >= 1
-    stored = [json.loads(v) for v in redis_client.hvals("unacked")]
+    stored = [json.loads(v) for v in redis_client.hvals(unacked_key("default"))]
     assert stored or redis_client.llen("default")

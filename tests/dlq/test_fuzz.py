@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 from fuzz_envelopes import CALLS_KEY, QUEUE, TASK, Case, _base, cases
-from harness import wait_until
+from harness import unacked_count, wait_until
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -29,7 +29,6 @@ from service.transport.channel import QUARANTINE_KEY
 EXAMPLES = int(os.environ.get("FLEET_FUZZ_EXAMPLES", "40"))
 RANDOM = os.environ.get("FLEET_FUZZ_RANDOM") == "1"
 VISIBILITY = {
-    "FLEET_ALLOW_SHORT_VISIBILITY_TIMEOUT": "true",
     "FLEET_VISIBILITY_TIMEOUT": "5",
     "FLEET_UNACKED_RESTORE_INTERVAL": "1",
     "FLEET_MAX_BODY_BYTES": "65536",
@@ -167,7 +166,7 @@ def run_batch(
         with open(report, "w") as out:
             out.write("\n".join(problems))
     in_flight = {
-        "unacked": redis_client.hlen("unacked"),
+        "unacked": unacked_count(redis_client),
         "quarantine": redis_client.hlen(QUARANTINE_KEY),
         **{k.decode(): redis_client.llen(k) for k in redis_client.keys(f"{QUEUE}*")},
     }
@@ -200,4 +199,4 @@ def test_lone_surrogate_leaves_nothing_behind(
     wait_until(lambda: _runs(redis_client).get("fz-surrogate") == 1, 20, message="run")
     time.sleep(1)
     assert redis_client.hlen(QUARANTINE_KEY) == 0
-    assert redis_client.hlen("unacked") == 0
+    assert unacked_count(redis_client) == 0

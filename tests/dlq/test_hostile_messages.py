@@ -7,7 +7,7 @@ import contextlib
 from typing import Any
 
 import redis
-from harness import wait_until
+from harness import unacked_count, wait_until
 from hostile import HOSTILE, NOOP
 
 from service.dlq.capture import store
@@ -35,7 +35,7 @@ def test_every_hostile_message_is_dead_lettered_and_the_worker_survives(
     alive = celery_app.send_task(NOOP, args=["alive"], ignore_result=False)
     assert alive.get(timeout=20) == "alive"
     assert redis_client.llen("default") == 0
-    wait_until(lambda: redis_client.hlen("unacked") == 0, 10, message="nothing in flight")
+    wait_until(lambda: unacked_count(redis_client) == 0, 10, message="nothing in flight")
 
 
 def test_a_message_without_exchange_in_delivery_info_runs(
@@ -52,4 +52,4 @@ def test_a_message_without_exchange_in_delivery_info_runs(
     worker = worker_factory("default")
     assert celery_app.AsyncResult(task_id).get(timeout=20) == "ok"
     assert worker.alive() and "Connection to broker lost" not in worker.log()
-    wait_until(lambda: redis_client.hlen("unacked") == 0, 10, message="acked")
+    wait_until(lambda: unacked_count(redis_client) == 0, 10, message="acked")

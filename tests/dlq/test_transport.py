@@ -8,20 +8,21 @@ from typing import Any
 
 import redis
 from envelopes import call_body, envelope
-from harness import wait_until
+from harness import pop_script_args, unacked_count, wait_until
 
+from service.catalog.naming import consumers_key, held_key, unacked_key, wake_key
 from service.dlq.capture import store
 from service.dlq.store import Filter
 from service.transport.channel import QUARANTINE_KEY
-from service.transport.scripts import POP_AND_TRACK
+from service.transport.scripts import HEARTBEAT, POP_AND_TRACK, RESTORE_HELD
 
 LISTS = ["default", "default\x06\x163"]
-KEYS = [*LISTS, "unacked", "unacked_index", QUARANTINE_KEY, "fleet:wake:default"]
+CONSUMER = "test-consumer"
 
 
 def pop(client: redis.Redis) -> list[bytes] | None:
     """[list, item] of the popped message, None when every list is empty."""
-    reply = client.eval(POP_AND_TRACK, len(KEYS), *KEYS, 1_700_000_000.5, len(LISTS))
+    reply = client.eval(POP_AND_TRACK, *pop_script_args(lists=LISTS, consumer=CONSUMER))
     return reply[:2] if reply[0] else None  # type: ignore[index,no-any-return]
 
 
@@ -36,20 +37,21 @@ def test_pop_records_the_message_as_unacked_in_the_same_script(
     list_key, item = pop(redis_client) or [b"", b""]
     # Then it came from its sub-list, byte for byte, and is already tracked as unacked
     assert (list_key, item) == (b"default\x06\x163", raw)
-    stored = json.loads(redis_client.hget("unacked", tag))
+    stored = json.loads(redis_client.hget(unacked_key("default"), tag))
     assert json.dumps(stored[0]).encode() == json.dumps(json.loads(raw)).encode()
     assert stored[1:] == ["", "default"]
-    assert redis_client.zscore("unacked_index", tag) == 1_700_000_000.5
+    # and owned by its consumer (held, in pop order)
+    assert redis_client.zscore(held_key("default", CONSUMER), tag) == 1_700_000_000.5
     # And an empty poll returns nothing and changes nothing
     assert pop(redis_client) is None
-    assert redis_client.hlen("unacked") == 1
+    assert unacked_count(redis_client) == 1
 
 
 def test_garbage_is_quarantined_not_lost(redis_client: redis.Redis) -> None:
     redis_client.lpush("default", b"\xff not a message")
     assert pop(redis_client) == [b"default", b"\xff not a message"]
     assert redis_client.hvals(QUARANTINE_KEY) == [b"\xff not a message"]
-    assert redis_client.hlen("unacked") == 0
+    assert unacked_count(redis_client) == 0
 
 
 def test_a_worker_dead_letters_what_a_crashed_worker_left_quarantined(
@@ -64,3 +66,35 @@ def test_a_worker_dead_letters_what_a_crashed_worker_left_quarantined(
     wait_until(lambda: store().count(Filter()) == 1, 20, message="drained")
     assert redis_client.hlen(QUARANTINE_KEY) == 0
     assert store().page(Filter(queue="default"))[0]["raw_body"] == "left behind"
+
+
+def _restore(client: redis.Redis, mode: str, tag: str, message: bytes) -> list[Any]:
+    keys = [consumers_key("default"), held_key("default", CONSUMER), unacked_key("default")]
+    keys += [wake_key("default"), "default"]
+    reply = client.eval(RESTORE_HELD, len(keys), *keys, CONSUMER, mode, "right", tag, 1, message)
+    return list(reply)  # type: ignore[arg-type]
+
+
+def test_a_live_owners_message_is_never_restored_and_a_dead_ones_exactly_once(
+    redis_client: redis.Redis,
+) -> None:
+    # Given a message popped (recorded and owned) by a consumer that just beat
+    raw = envelope("service.tasks.diagnostics.noop", call_body(), task_id="owned")
+    redis_client.lpush("default", raw)
+    pop(redis_client)
+    assert redis_client.eval(HEARTBEAT, 1, consumers_key("default"), CONSUMER, 30, 10) == []
+    tag = json.loads(raw)["properties"]["delivery_tag"]
+    # When a sweep with a 30 s dead-owner timeout tries to restore it: refused, untouched
+    assert _restore(redis_client, "30", tag, raw)[0] == -1
+    assert redis_client.llen("default") == 0
+    assert redis_client.hexists(unacked_key("default"), tag)
+    # When the owner's beat is stale, two sweeps race: the message is pushed once
+    redis_client.zadd(consumers_key("default"), {CONSUMER: 1})
+    assert _restore(redis_client, "30", tag, raw)[0] == 1
+    assert _restore(redis_client, "30", tag, raw)[0] == 0
+    assert redis_client.lrange("default", 0, -1) == [raw]
+    assert redis_client.llen(wake_key("default")) == 1
+    # And the dead consumer, holding nothing more, is forgotten
+    assert unacked_count(redis_client) == 0
+    assert not redis_client.exists(held_key("default", CONSUMER))
+    assert redis_client.zscore(consumers_key("default"), CONSUMER) is None

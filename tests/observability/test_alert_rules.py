@@ -21,8 +21,9 @@ from service.catalog.queues import CATALOG
 
 REPO = Path(__file__).resolve().parents[2]
 REQUIRED_ANNOTATIONS = {"summary", "description", "runbook", "dashboard"}
-# Alerts that fire on the first evaluation on purpose (each dead letter is worth a look).
-NO_FOR = {"CeleryDeadLetterQueueReceiving", "CeleryDeadLetterParked"}
+# Alerts that fire on the first evaluation on purpose (each dead letter, each dead worker's
+# redelivery is worth a look).
+NO_FOR = {"CeleryDeadLetterQueueReceiving", "CeleryDeadLetterParked", "CeleryTasksRedelivered"}
 PER_QUEUE = {
     "CeleryQueueBacklogHigh",
     "CeleryQueueOldestTaskTooOld",
@@ -39,6 +40,7 @@ ALERTS_BRIEF = {
     "CeleryExporterDown",
     "CeleryAutoscalerAtMaxReplicas",
     "CeleryTaskNearHardTimeLimit",
+    "CeleryTasksRedelivered",
 }
 
 

@@ -18,13 +18,19 @@ WORKER_COUNTERS = {
     "celery_task_retried_total",
     "celery_task_dead_lettered_total",
     "celery_dlq_parked_total",
+    "celery_task_redelivered_total",
 }
-WORKER_HISTOGRAMS = {"celery_task_duration_seconds", "celery_task_queue_wait_seconds"}
+WORKER_HISTOGRAMS = {
+    "celery_task_duration_seconds",
+    "celery_task_queue_wait_seconds",
+    "celery_task_redelivery_delay_seconds",
+}
 WORKER_GAUGES = {"celery_active_tasks"}
 EXPORTER = {
     "celery_queue_length",
     "celery_queue_oldest_task_age_seconds",
     "celery_dlq_length",
+    "celery_queue_live_consumers",
     "celery_exporter_up",
     "celery_exporter_errors_total",
 }

@@ -1,0 +1,160 @@
+"""Who holds which message: one consumer id per channel (a worker process' consuming
+connection; a new one after a reconnect), and its heartbeat.
+
+Every message the pop script hands out is recorded under its consumer (`held_key`), and
+each consumer keeps a heartbeat in its queues' consumers sets (`consumers_key`), written by
+Redis' clock. The beat comes from a daemon thread of the process that owns the channel
+(under prefork, the main process: it holds the connection and the unacked records while
+the children run the tasks), so it keeps beating however long a task runs or an ETA waits,
+and stops the moment the process dies. A sweep in any worker consuming the queue restores
+the messages of a consumer whose beat is older than the dead-owner timeout
+(service.transport.ownership_sweep), from the same thread, right after a beat."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from typing import Any
+
+from kombu.utils.encoding import bytes_to_str
+from redis.exceptions import NoScriptError
+
+from service.catalog.naming import consumers_key
+from service.transport.ownership_sweep import restore_dead
+
+logger = logging.getLogger(__name__)
+
+# Beats per dead-owner timeout: a consumer must miss this many in a row to be declared dead.
+# Each beat is one script (4 commands inside Redis); dead consumers are restored by the next
+# beat of any consumer of the queue: bound = dead-owner timeout + one beat interval.
+BEATS_PER_TIMEOUT = 4
+# Dead consumers one beat looks at per queue (the next beat takes the rest).
+DEAD_PER_BEAT = 20
+
+
+def new_consumer_id() -> str:
+    # Host and pid for the operator reading Redis; the random part makes every process
+    # instance distinct (a pid is reused across container restarts).
+    return f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+
+
+class Heartbeat:
+    """The thread that keeps this process' consumers alive in Redis, one (queue, consumer)
+    pair per queue a channel consumes, and restores the messages of the queues' dead
+    consumers: each beat returns the consumers whose beat is older than the dead-owner
+    timeout. A channel is one consumer: after a reconnect the new channel beats under a new
+    id, so what the lost connection held comes back once the old id is stale (the process
+    no longer knows those messages)."""
+
+    def __init__(self) -> None:
+        # (queue, consumer) -> the channel consuming (its QoS restores dead consumers').
+        self.pairs: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client: Any = None
+        self._script: Any = None
+        self.interval = 5.0
+        self.timeout = 30.0
+
+    def add(self, queue: str, consumer: str, channel: Any, client: Any, script: Any) -> None:
+        """Beat for `consumer` in `queue` from now on (at once, so it is registered before
+        its first pop)."""
+        with self._lock:
+            new = (queue, consumer) not in self.pairs
+            self.pairs[(queue, consumer)] = channel
+            self._client, self._script = client, script
+            self.timeout = float(channel.fleet_dead_owner_timeout)
+            self.interval = self.timeout / BEATS_PER_TIMEOUT
+            if self._thread is None or not self._thread.is_alive():
+                self._stop.clear()
+                self._thread = threading.Thread(
+                    target=self._run, name="fleet-owner-heartbeat", daemon=True
+                )
+                self._thread.start()
+        if new:
+            self.beat(restore=False)
+
+    def discard(self, queue: str, consumer: str) -> None:
+        """Stop beating for `consumer` in `queue` only."""
+        with self._lock:
+            self.pairs.pop((queue, consumer), None)
+
+    def remove(self, consumer: str) -> None:
+        """Stop beating for `consumer`; the thread ends when nothing is left to beat for."""
+        with self._lock:
+            self.pairs = {pair: ch for pair, ch in self.pairs.items() if pair[1] != consumer}
+            idle = not self.pairs
+        if idle:
+            self.stop()
+
+    def beat(self, restore: bool = True) -> None:
+        with self._lock:
+            pairs, client, script = dict(self.pairs), self._client, self._script
+        if not pairs or client is None:
+            return
+        replies = self._send(client, script, list(pairs))
+        if not restore:
+            return
+        own = {consumer for _, consumer in pairs}
+        for ((queue, _), channel), dead in zip(pairs.items(), replies, strict=True):
+            for raw in dead[0::2]:
+                consumer = bytes_to_str(raw)
+                if consumer in own:  # our own beat late: Redis was slow to answer us
+                    continue
+                try:
+                    restore_dead(channel.qos, client, queue, consumer, self.timeout)
+                except Exception as exc:  # the next beat tries again
+                    logger.warning("restoring %s's messages failed (%r)", consumer, exc)
+
+    def _send(self, client: Any, script: Any, pairs: list[tuple[str, str]]) -> list[Any]:
+        # One round trip; one single-key script per pair (each touches one slot). EVALSHA
+        # directly: redis-py's pipelined Script adds a SCRIPT EXISTS to every round trip.
+        args = (self.timeout, DEAD_PER_BEAT)
+        for attempt in (1, 2):
+            with client.pipeline(transaction=False) as pipe:
+                for queue, consumer in pairs:
+                    pipe.evalsha(script.sha, 1, consumers_key(queue), consumer, *args)
+                try:
+                    return list(pipe.execute())
+                except NoScriptError:
+                    if attempt == 2:
+                        raise
+                    client.script_load(script.script)
+        return []
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.beat()
+            except Exception as exc:  # a Redis blip: the next beat tries again
+                logger.warning("consumer heartbeat failed (%s); retrying", type(exc).__name__)
+
+    def stop(self) -> None:
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(5)
+        self._thread = None
+
+
+_process: Heartbeat | None = None
+
+
+def process_heartbeat() -> Heartbeat:
+    """This process' heartbeat (created on first use; a forked child gets its own)."""
+    global _process
+    if _process is None:
+        _process = Heartbeat()
+    return _process
+
+
+def _forget_after_fork() -> None:
+    global _process
+    _process = None
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
