@@ -18,12 +18,13 @@ from service.config.settings import get_settings
 from service.dlq import listeners
 from service.dlq.capture import capture_message
 from service.dlq.reasons import Reason
+from service.errors import FleetError
 from service.redaction import mask_text
 
 logger = logging.getLogger(__name__)
 
 
-class TaskExpired(Exception):
+class TaskExpired(FleetError):
     """The message's `expires` passed before a worker could run it."""
 
 

@@ -77,6 +77,12 @@ class FleetQoS(_RedisQoS):  # type: ignore[misc]
         self.channel.forget(delivery_tag)
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        if self.channel.closed:
+            # Its connection is gone (a Redis restart): no client to write with. The record
+            # stays held by this channel's consumer id, which beats no more, and comes back
+            # after the dead-owner timeout.
+            virtual.QoS.ack(self, delivery_tag)
+            return
         try:
             super().reject(delivery_tag, requeue=requeue)
         except Exception as exc:

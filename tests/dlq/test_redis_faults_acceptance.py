@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 import redis
-from harness import wait_until
+from harness import unacked_count, wait_until
 
 from service.app_factory import create_app
 from service.config.settings import FleetSettings
+from service.dlq.keys import index_key
 
 RECORD = "service.tasks.diagnostics.record"
 ENV = {
@@ -106,10 +107,10 @@ def test_workers_survive_a_killed_a_paused_and_a_full_redis(
     except AssertionError:
         missing = sorted(set(stream.accepted) - ran(), key=int)
         raise AssertionError(
-            f"{len(missing)} never ran: {missing[:30]}; unacked {client.hlen('unacked')}; "
+            f"{len(missing)} never ran: {missing[:30]}; unacked {unacked_count(client)}; "
             f"lists {[(k, client.llen(k)) for k in client.keys('default*')]}"
         ) from None
-    assert client.zcard("fleet:dlq:index") == 0, "dead-lettered for a transient fault"
+    assert client.zcard(index_key("default")) == 0, "dead-lettered for a transient fault"
     # A new task is picked up within seconds
     producer.send_task(RECORD, args=["canary", "c"])
     wait_until(lambda: client.hexists("fleet:diag:runs:canary", "c"), 10, message="canary")

@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 import redis
-from harness import wait_until
+from harness import unacked_count, wait_until
 
 from service.app_factory import create_app
 from service.config.settings import FleetSettings
 from service.dlq.capture import store
+from service.dlq.keys import entries_key, index_key
 from service.dlq.store import Filter
 
 RECORD = "service.tasks.diagnostics.record"
@@ -58,13 +59,14 @@ def test_a_full_redis_kills_no_worker_and_dead_letters_nothing(
     client.config_set("maxmemory", 0)
     # And once Redis takes writes again, every task runs, none is dead-lettered
     wait_until(lambda: len(executed(client, "full")) == 120, 90, message="all 120 ran")
-    assert client.zcard("fleet:dlq:index") == 0
+    assert client.zcard(index_key("default")) == 0
     # And a new task is picked up within seconds
     producer.send_task(RECORD, args=["canary", "c"])
     wait_until(lambda: executed(client, "canary") == {"c"}, 10, message="canary ran")
-    # And the refusals were logged (the metric's log line)
-    assert any("Redis refused" in w.log() for w in workers)
-    wait_until(lambda: client.hlen("unacked") == 0, 40, message="acks written")
+    # (Which writes Redis refused depends on the commands: the pop and the ack only remove,
+    # which a full noeviction Redis allows; the tasks' own HSETs and the heartbeats are refused
+    # and retried.)
+    wait_until(lambda: unacked_count(client) == 0, 40, message="acks written")
 
 
 def test_a_client_pause_longer_than_the_old_socket_timeout_dead_letters_nothing(
@@ -84,7 +86,7 @@ def test_a_client_pause_longer_than_the_old_socket_timeout_dead_letters_nothing(
     time.sleep(16)
     # Then every task runs and none is dead-lettered
     wait_until(lambda: len(executed(client, "pause")) == 40, 60, message="all 40 ran")
-    assert client.zcard("fleet:dlq:index") == 0
+    assert client.zcard(index_key("default")) == 0
     assert worker.alive()
 
 
@@ -102,7 +104,7 @@ def test_an_expired_message_is_dead_lettered_with_reason_expired(
     entry = dlq.find(sent.id, ("default",))
     assert entry["reason"] == "expired"
     assert entry["exception_type"] == "TaskExpired"
-    wait_until(lambda: redis_client.hlen("unacked") == 0, 10, message="acked")
+    wait_until(lambda: unacked_count(redis_client) == 0, 10, message="acked")
 
 
 def test_a_task_whose_entry_the_dlq_refuses_is_parked_and_not_run_again(
@@ -110,7 +112,7 @@ def test_a_task_whose_entry_the_dlq_refuses_is_parked_and_not_run_again(
 ) -> None:
     # Given a foreign value at the default queue's DLQ entries key (every form of an entry
     # for that queue is refused for its content)
-    redis_client.set("fleet:dlq:default:entries", "not a hash")
+    redis_client.set(entries_key("default"), "not a hash")
     worker = worker_factory("default")
     # When a task of that queue fails for good
     sent = celery_app.send_task("service.tasks.diagnostics.fail", args=["boom"])
@@ -118,5 +120,5 @@ def test_a_task_whose_entry_the_dlq_refuses_is_parked_and_not_run_again(
     wait_until(lambda: redis_client.hlen("fleet:dlq:parked") == 1, 30, message="parked")
     time.sleep(4)
     assert worker.log().count(f"diagnostics.fail[{sent.id}] received") == 1
-    assert redis_client.hlen("unacked") == 0
+    assert unacked_count(redis_client) == 0
     assert sum(redis_client.llen(k) for k in redis_client.keys("default*")) == 0
