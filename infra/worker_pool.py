@@ -15,6 +15,9 @@ from service.catalog.naming import worker_deployment_name, worker_pdb_name
 METRICS_DIR = "/var/run/fleet-metrics"
 HEARTBEAT_DIR = "/var/run/fleet-heartbeat"
 HEARTBEAT_FILE = f"{HEARTBEAT_DIR}/worker.beat"
+# The liveness probe: a standard-library file-age check of the heartbeat, no application
+# import (`fleet probe` costs ~2 s and ~70 MB per run; this ~30 ms and ~10 MB).
+LIVENESS_COMMAND = ["python", "-m", "service.worker.liveness"]
 
 
 def worker_args(queue: QueueConfig) -> list[str]:
@@ -62,7 +65,7 @@ class WorkerPool(pulumi.ComponentResource):
             ports=[{"name": "metrics", "container_port": WORKER_METRICS_PORT}],
         )
         probe: k8s.core.v1.ProbeArgsDict = {
-            "exec_": {"command": ["fleet", "probe"]},
+            "exec_": {"command": LIVENESS_COMMAND},
             "period_seconds": 30,
             "timeout_seconds": 10,
             "failure_threshold": 3,

@@ -85,19 +85,18 @@ def exporter(
 def probe(
     max_age: float | None = typer.Option(None, help="Seconds; default FLEET_HEARTBEAT_MAX_AGE."),
 ) -> None:
-    """Liveness probe: exit 0 when the worker heartbeat is fresh, 1 when stale or missing."""
-    from service.worker.heartbeat import age_seconds
+    """Liveness probe: exit 0 when the worker heartbeat is fresh, 1 when stale or missing.
+
+    Pods run the same check without the CLI: `python -m service.worker.liveness`."""
+    from service.worker.liveness import check
 
     settings = settings_or_exit()
     limit = settings.heartbeat_max_age if max_age is None else max_age
-    age = age_seconds(settings.heartbeat_file)
-    if age is None:
-        err_console.print(f"stale: no heartbeat file at {settings.heartbeat_file}")
+    alive, line = check(settings.heartbeat_file, limit)
+    if not alive:
+        err_console.print(line)
         raise typer.Exit(1)
-    if age > limit:
-        err_console.print(f"stale: last heartbeat {age:.1f}s ago (limit {limit:.0f}s)")
-        raise typer.Exit(1)
-    console.print(f"ok: last heartbeat {age:.1f}s ago")
+    console.print(line)
 
 
 def catalog_markdown() -> str:

@@ -24,6 +24,7 @@ from service.catalog.naming import (
 )
 from service.catalog.queues import CATALOG
 from service.errors import SettingsError
+from service.worker.liveness import DEFAULT_HEARTBEAT_FILE, DEFAULT_MAX_AGE_SECONDS
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["json", "text"]
@@ -87,9 +88,9 @@ class FleetSettings(BaseSettings):
     # Worker observability.
     metrics_port: int = Field(default=WORKER_METRICS_PORT, ge=0, le=65535)
     metrics_dir: Path = Path("/tmp/fleet-metrics")
-    heartbeat_file: Path = Path("/tmp/fleet-heartbeat/worker.beat")
+    heartbeat_file: Path = Path(DEFAULT_HEARTBEAT_FILE)
     heartbeat_interval: float = Field(default=5.0, gt=0)
-    heartbeat_max_age: float = Field(default=60.0, gt=0)
+    heartbeat_max_age: float = Field(default=DEFAULT_MAX_AGE_SECONDS, gt=0)
     beat_schedule_file: Path = Path("/tmp/fleet-beat/celerybeat-schedule")
     snapshot_interval: float = Field(default=60.0, ge=1)
     log_level: LogLevel = "INFO"

@@ -59,7 +59,9 @@ def test_worker_pods_run_their_queue_with_catalog_settings(resources: Resources)
         assert not (settings | {"--time-limit"}) & set(args), args
         # Scale-down must never SIGKILL a task still inside its hard limit.
         assert spec["terminationGracePeriodSeconds"] > queue.hard_time_limit
-        assert container["livenessProbe"]["exec"]["command"] == ["fleet", "probe"]
+        liveness = ["python", "-m", "service.worker.liveness"]
+        assert container["livenessProbe"]["exec"]["command"] == liveness
+        assert container["startupProbe"]["exec"]["command"] == liveness
         assert {"name": "metrics", "containerPort": 9808} in container["ports"]
         labels = deployments[worker_deployment_name(queue.name)]["metadata"]["labels"]
         for key in ("name", "instance", "component", "part-of", "managed-by"):
