@@ -9,7 +9,14 @@ from infra.autoscaler import QueueAutoscaler
 from infra.config import FleetConfig, QueueConfig
 from infra.labels import selector, worker_labels
 from infra.names import WORKER_METRICS_PORT
-from infra.podspec import app_container, env, pod_spec, scratch
+from infra.podspec import (
+    TemplateAnnotations,
+    app_container,
+    env,
+    pod_spec,
+    scratch,
+    template_metadata,
+)
 from service.catalog.naming import worker_deployment_name, worker_pdb_name
 
 METRICS_DIR = "/var/run/fleet-metrics"
@@ -41,8 +48,11 @@ class WorkerPool(pulumi.ComponentResource):
         cfg: FleetConfig,
         namespace: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
+        *,
+        template_annotations: TemplateAnnotations | None = None,
     ) -> None:
         super().__init__("celery-fleet:k8s:WorkerPool", resource_name, None, opts)
+        pods = queue.pods.over(cfg.pods)
         name = worker_deployment_name(queue.name)
         labels = worker_labels(queue.name, name)
         metrics_vol, metrics_mount = scratch("metrics", METRICS_DIR)
@@ -80,13 +90,15 @@ class WorkerPool(pulumi.ComponentResource):
             # SIGTERM starts a warm shutdown; the running task may still need up to its hard
             # limit, so SIGKILL must come later than that.
             grace_seconds=queue.termination_grace_seconds,
+            pods=pods,
         )
-        # Spread a pool over zones so losing one zone never takes a whole queue offline.
+        # Spread a pool over zones so losing one zone never takes a whole queue offline; a
+        # preference unless the stack makes it strict (`pods.topologySpread`).
         spec["topology_spread_constraints"] = [
             {
                 "max_skew": 1,
                 "topology_key": "topology.kubernetes.io/zone",
-                "when_unsatisfiable": "ScheduleAnyway",
+                "when_unsatisfiable": pods.spread,
                 "label_selector": {"match_labels": selector(labels)},
             }
         ]
@@ -101,7 +113,10 @@ class WorkerPool(pulumi.ComponentResource):
                     "type": "RollingUpdate",
                     "rolling_update": {"max_surge": "25%", "max_unavailable": 0},
                 },
-                "template": {"metadata": {"labels": labels}, "spec": spec},
+                "template": {
+                    "metadata": template_metadata(labels, pods, template_annotations),
+                    "spec": spec,
+                },
             },
             # The autoscaler owns the replica count after creation.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["spec.replicas"]),

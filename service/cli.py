@@ -38,19 +38,14 @@ def worker(
 
 @cli.command(context_settings=_PASSTHROUGH)
 def beat(ctx: typer.Context) -> None:
-    """Exec `celery -A service beat`. Run exactly one beat per deployment."""
+    """Exec `celery -A service beat` with the Redis-backed, locked schedule (celery-redbeat).
+
+    Any number may run: one holds the lock in Redis and sends, the others wait to take over."""
     settings = settings_or_exit()
-    settings.beat_schedule_file.parent.mkdir(parents=True, exist_ok=True)
     exec_celery(
-        [
-            "beat",
-            "--schedule",
-            str(settings.beat_schedule_file),
-            "--loglevel",
-            settings.log_level,
-            *ctx.args,
-        ]
-    )
+        ["beat", "--scheduler", "redbeat.RedBeatScheduler", "--loglevel", settings.log_level,
+         *ctx.args]
+    )  # fmt: skip
 
 
 @cli.command(context_settings=_PASSTHROUGH)
