@@ -83,7 +83,8 @@ class ElastiCacheOps(ConfigModel):
     def _windows(self) -> ElastiCacheOps:
         if self.log_retention_days not in LOG_RETENTION_DAYS:
             raise key_error(
-                "logRetentionDays", f"CloudWatch Logs accepts {', '.join(map(str, LOG_RETENTION_DAYS))}"
+                "logRetentionDays",
+                f"CloudWatch Logs accepts {', '.join(map(str, LOG_RETENTION_DAYS))}",
             )
         start, end = self.snapshot_window.split("-")
         if (_minutes(end) - _minutes(start)) % 1440 < 60:

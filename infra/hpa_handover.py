@@ -71,9 +71,7 @@ class HpaHandover(pulumi.ComponentResource):
             opts=child,
         )
         tmp_vol, tmp_mount = scratch("tmp", "/tmp", "16Mi")
-        container = app_container(
-            cfg, "scale-floor", [], HANDOVER_RESOURCES, mounts=[tmp_mount]
-        )
+        container = app_container(cfg, "scale-floor", [], HANDOVER_RESOURCES, mounts=[tmp_mount])
         container["command"] = ["python", "-m", MODULE]
         container["args"] = floor_args(floors)
         container["env"] = []  # it needs no broker, no settings

@@ -54,7 +54,9 @@ class Api:
             f"/deployments/{deployment}/scale"
         )
 
-    def request(self, method: str, url: str, body: dict[str, object] | None = None) -> dict[str, object]:
+    def request(
+        self, method: str, url: str, body: dict[str, object] | None = None
+    ) -> dict[str, object]:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(url, data=data, method=method)
         request.add_header("Authorization", f"Bearer {self.token}")

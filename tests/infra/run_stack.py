@@ -57,6 +57,13 @@ def stack_config(stack: str) -> tuple[dict[str, str], list[str]]:
     return config, secret_keys
 
 
+def _names(depends_on: Any) -> set[str]:
+    if depends_on is None:
+        return set()
+    items = depends_on if isinstance(depends_on, list | tuple) else [depends_on]
+    return {f"{getattr(r, '_type', '?')}::{getattr(r, '_name', r)}" for r in items}
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("stack")
@@ -70,8 +77,8 @@ def main(argv: list[str]) -> int:
         key, _, raw = item.partition("=")
         value = json.loads(raw)
         config[f"{PROJECT}:{key}"] = value if isinstance(value, str) else json.dumps(value)
-    for key in ns.unset:
-        config.pop(f"{PROJECT}:{key}", None)
+    for key in ns.unset:  # a bare key is the project's; `kubernetes:x` is taken as written
+        config.pop(key if ":" in key else f"{PROJECT}:{key}", None)
     for item in ns.secret:
         key, _, value = item.partition("=")
         config[f"{PROJECT}:{key}"] = value
@@ -110,6 +117,11 @@ def main(argv: list[str]) -> int:
                 "aliasTypes": [a.type_ for a in opts.aliases or [] if isinstance(a, pulumi.Alias)],
                 "deleteBeforeReplace": bool(opts.delete_before_replace),
                 "replaceOnChanges": list(opts.replace_on_changes or []),
+                "protect": bool(opts.protect),
+                "ignoreChanges": list(opts.ignore_changes or []),
+                # Direct dependencies by resource name (a component stands for its children).
+                "dependsOn": sorted(_names(opts.depends_on)),
+                "parent": getattr(opts.parent, "_name", None),
             }
         )
 
