@@ -18,8 +18,8 @@ from infra.exporter import QueueExporter
 from infra.flower import Flower
 from infra.hpa_handover import HpaHandover
 from infra.metrics_provider import ExternalMetricsProvider, provider_first
-from infra.provider_settings import require_mutable_secrets
 from infra.monitoring import Monitoring
+from infra.provider_settings import require_mutable_secrets
 from infra.redis_alarms import ElastiCacheAlarms
 from infra.redis_elasticache import ElastiCacheRedis
 from infra.redis_external import ExternalRedis

@@ -15,7 +15,7 @@ from infra.app_workload import single_replica_deployment
 from infra.config import FleetConfig, Resources
 from infra.labels import app_labels, selector
 from infra.names import BEAT
-from infra.podspec import app_container, scratch
+from infra.podspec import TemplateAnnotations, app_container, scratch
 
 BEAT_RESOURCES = Resources("50m", "128Mi", "256Mi")
 # The active beat and one standby waiting on the lock.
@@ -34,7 +34,7 @@ class Beat(pulumi.ComponentResource):
         namespace: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
         *,
-        template_annotations: pulumi.Input[dict[str, pulumi.Input[str]]] | None = None,
+        template_annotations: TemplateAnnotations | None = None,
     ) -> None:
         super().__init__("celery-fleet:k8s:Beat", resource_name, None, opts)
         labels = app_labels("celery-beat", BEAT, "beat")

@@ -30,6 +30,7 @@ from infra.config_reader import (
     key_error,
     validated,
 )
+from infra.config_redis import ElastiCacheOps, ExternalRedisConfig
 from infra.config_sections import (
     AutoscalerConfig,
     AutoscalerMode,
@@ -44,7 +45,6 @@ from infra.config_sections import (
     PullPolicy,
     Resources,
 )
-from infra.config_redis import ElastiCacheOps, ExternalRedisConfig
 from service.catalog.queues import CATALOG, Autoscaling, QueueCatalog, QueueSpec
 
 __all__ = [  # the section models are part of this module's interface

@@ -108,4 +108,4 @@ class ServiceAccountConfig(ConfigModel):
     """`serviceAccount`: annotations of the fleet pods' ServiceAccount, e.g. IAM roles for
     service accounts (`eks.amazonaws.com/role-arn`)."""
 
-    annotations: Annotations = {}
+    annotations: Annotations = Field(default_factory=dict)

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StrictBool, StrictInt, model_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+from infra.config_pods import Annotations
 from infra.config_reader import (
     CONFIG,
     CPU,
@@ -20,7 +21,6 @@ from infra.config_reader import (
     key_error,
     memory_mib,
 )
-from infra.config_pods import Annotations
 from infra.config_redis import ElastiCacheOps
 
 AutoscalerMode = Literal["hpa", "keda"]
@@ -128,7 +128,7 @@ class FlowerConfig(ConfigModel):
     ingress_class_name: str = "nginx"
     tls_secret_name: Annotated[str | None, Field(pattern=DNS_LABEL.pattern)] = None
     # Extra annotations of Flower's Ingress (auth, rate limits, cert-manager issuer...).
-    ingress_annotations: Annotations = {}
+    ingress_annotations: Annotations = Field(default_factory=dict)
 
 
 class MonitoringConfig(ConfigModel):

@@ -42,7 +42,11 @@ class HpaHandover(pulumi.ComponentResource):
         super().__init__("celery-fleet:k8s:HpaHandover", resource_name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         labels = app_labels("celery-autoscaler-handover", HANDOVER, "autoscaler-handover")
-        meta = {"name": HANDOVER, "namespace": namespace, "labels": labels}
+        meta: k8s.meta.v1.ObjectMetaArgsDict = {
+            "name": HANDOVER,
+            "namespace": namespace,
+            "labels": labels,
+        }
         account = k8s.core.v1.ServiceAccount(
             f"{resource_name}-sa",
             metadata=meta,
@@ -79,14 +83,15 @@ class HpaHandover(pulumi.ComponentResource):
         spec["service_account_name"] = HANDOVER
         spec["automount_service_account_token"] = True
         spec["restart_policy"] = "OnFailure"
+        job_spec: k8s.batch.v1.JobSpecArgsDict = {
+            "backoff_limit": 4,
+            "active_deadline_seconds": 300,
+            "template": {"metadata": {"labels": labels}, "spec": spec},
+        }
         k8s.batch.v1.Job(
             resource_name,
             metadata=meta,
-            spec={
-                "backoff_limit": 4,
-                "active_deadline_seconds": 300,
-                "template": {"metadata": {"labels": labels}, "spec": spec},
-            },
+            spec=job_spec,
             # A changed Job (new image, new floors) runs again: delete the old one first, as
             # a Job's name is fixed and its template immutable.
             opts=pulumi.ResourceOptions(

@@ -62,12 +62,12 @@ def handler(api: FakeApi) -> type[BaseHTTPRequestHandler]:
                 self.end_headers()
             return name
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             name = self._record()
             if name is not None:
                 self._answer(name)
 
-        def do_PATCH(self) -> None:  # noqa: N802
+        def do_PATCH(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             body = json.loads(self.rfile.read(length))
             assert self.headers["Content-Type"] == "application/merge-patch+json"

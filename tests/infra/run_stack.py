@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import runpy
 import sys
@@ -31,7 +32,10 @@ class Recorder(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         state = dict(args.inputs)
         if args.typ == "random:index/randomPassword:RandomPassword":
-            state["result"] = f"mockpw{args.name.replace('-', '')}"
+            # A new keeper is a new password, as with the real provider.
+            keepers = json.dumps(args.inputs.get("keepers") or {}, sort_keys=True)
+            digest = hashlib.sha256(keepers.encode()).hexdigest()[:8] if keepers != "{}" else ""
+            state["result"] = f"mockpw{args.name.replace('-', '')}{digest}"
         elif args.typ == "aws:elasticache/replicationGroup:ReplicationGroup":
             state["primaryEndpointAddress"] = ENDPOINT
         elif args.typ.startswith("aws:") and "name" not in state:

@@ -33,17 +33,17 @@ RELEASE_FORCE_NEW = ("name", "namespace")
 
 def one(result: dict[str, Any], typ: str) -> dict[str, Any]:
     (found,) = [r for r in result["resources"] if r["type"] == typ]
-    return found
+    return dict(found)
 
 
 def options(result: dict[str, Any], typ: str, name: str) -> dict[str, Any]:
     (found,) = [o for o in result["options"] if o["type"] == typ and o["name"] == name]
-    return found
+    return dict(found)
 
 
 def release_urn(result: dict[str, Any]) -> str:
     (urn,) = [u for u in result["urns"] if u.split("::")[-2].endswith(f"${RELEASE}")]
-    return urn
+    return str(urn)
 
 
 @dataclass(frozen=True)
