@@ -51,9 +51,12 @@ def test_prod_alarms_every_node_on_memory_cpu_connections_evictions_and_lag() ->
         "Evictions": nodes,
         "ReplicationLag": nodes - 1,
     }
-    (memory, *_) = by_metric["DatabaseMemoryUsagePercentage"]
-    assert memory["threshold"] == 80 and memory["comparisonOperator"] == "GreaterThanThreshold"
-    assert memory["dimensions"]["CacheClusterId"].endswith("-001")
+    memory = by_metric["DatabaseMemoryUsagePercentage"]
+    assert all(a["threshold"] == 80 for a in memory)
+    assert all(a["comparisonOperator"] == "GreaterThanThreshold" for a in memory)
+    assert sorted(a["dimensions"]["CacheClusterId"][-4:] for a in memory) == [
+        f"-{i:03d}" for i in range(1, nodes + 1)
+    ]
     assert {a["dimensions"]["CacheClusterId"][-4:] for a in by_metric["ReplicationLag"]} == {
         "-002",
         "-003",
