@@ -17,7 +17,7 @@ from infra.config import parse_config
 from infra.config_reader import InfraConfigError
 from infra.podspec import SECRETS_CHECKSUM_ANNOTATION
 
-PODS = {
+PODS: dict[str, Any] = {
     "nodeSelector": {"kubernetes.io/os": "linux", "workload": "celery"},
     "tolerations": [
         {"key": "dedicated", "operator": "Equal", "value": "celery", "effect": "NoSchedule"}
@@ -40,7 +40,7 @@ PODS = {
         }
     },
 }  # fmt: skip
-EMAIL = {
+EMAIL: dict[str, Any] = {
     "pods": {
         "nodeSelector": {"workload": "email"},
         "priorityClassName": "fleet-high",

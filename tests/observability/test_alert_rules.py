@@ -38,6 +38,8 @@ ALERTS_BRIEF = {
     "CeleryExporterDown",
     "CeleryAutoscalerAtMaxReplicas",
     "CeleryTaskNearHardTimeLimit",
+    # issue 19: a queue's length missing, its autoscaler holding blind
+    "CeleryAutoscalerMetricMissing",
 }
 
 
