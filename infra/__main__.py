@@ -72,8 +72,7 @@ if cfg.autoscaler.install_provider and provider is None:
     )
 if cfg.autoscaler.mode == "hpa":
     # After a switch from KEDA, raise pools it left at zero (the HPA never scales from 0).
-    floors = {p.name: max(p.min_replicas, 1) for p in cfg.queues}
-    floors = {worker_deployment_name(name): n for name, n in floors.items()}
+    floors = {worker_deployment_name(q.name): max(q.min_replicas, 1) for q in cfg.queues}
     HpaHandover("autoscaler-handover", cfg, ns.name, floors, opts=after_pools)
 beat = (
     Beat("beat", cfg, ns.name, opts=after_secrets, template_annotations=rollout)
