@@ -277,16 +277,49 @@ def _autoscaling_alerts(catalog: QueueCatalog) -> Iterator[Alert]:
         )
 
 
+def _metric_missing_alerts(catalog: QueueCatalog) -> Iterator[Alert]:
+    """The autoscalers' input is gone: both modes then hold the pool at its current count
+    (never down, but never up either: a growing backlog goes unserved and unseen)."""
+    for queue in catalog:
+        series = f'celery_queue_length{{queue="{queue.name}"}}'
+        yield Alert(
+            name="CeleryAutoscalerMetricMissing",
+            # Missing in a namespace whose exporter is scraped (up or not: Redis down), or,
+            # with no exporter scraped anywhere, missing altogether.
+            expr="(group by (namespace) (celery_exporter_up)\n"
+            f" unless on (namespace) group by (namespace) ({series}))\n"
+            f"or\n(absent({series}) unless on () group(celery_exporter_up))",
+            for_="5m",
+            severity="warning",
+            summary=f"Queue {queue.name}: its autoscaler has no queue length",
+            description=f"celery_queue_length for queue {queue.name} has been missing for 5 "
+            "minutes. Its autoscaler holds the current replica count (it never scales down on a "
+            "missing metric, nor up): a backlog may grow unserved and unalerted.",
+            runbook="Check the exporter (CeleryExporterDown), Redis and Prometheus' target for "
+            "the exporter; an exporter image older than the catalog does not know a new queue. "
+            "Scale the worker Deployment by hand if a backlog builds meanwhile.",
+            dashboard=queue_dashboard(queue.name),
+            labels=(("queue", queue.name),),
+        )
+
+
 def rule_groups(catalog: QueueCatalog = CATALOG) -> list[dict[str, Any]]:
     groups = {
         "celery-fleet.tasks": _task_alerts(catalog),
         "celery-fleet.queues": _queue_alerts(catalog),
         "celery-fleet.exporter": _exporter_alerts(),
-        "celery-fleet.autoscaling": _autoscaling_alerts(catalog),
+        "celery-fleet.autoscaling": _chain(
+            _autoscaling_alerts(catalog), _metric_missing_alerts(catalog)
+        ),
     }
     return [
         {"name": name, "rules": [a.to_rule() for a in alerts]} for name, alerts in groups.items()
     ]
+
+
+def _chain(*parts: Iterator[Alert]) -> Iterator[Alert]:
+    for part in parts:
+        yield from part
 
 
 class _Block(str):

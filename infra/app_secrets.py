@@ -8,12 +8,19 @@ import pulumi_kubernetes as k8s
 from infra.config import FleetConfig
 from infra.labels import app_labels
 from infra.names import APP_SECRET, BROKER_SECRET, BROKER_URL_KEY, PART_OF, SMTP_PASSWORD_KEY
+from infra.podspec import SECRETS_CHECKSUM_ANNOTATION, secrets_checksum
 
 
 class AppSecrets(pulumi.ComponentResource):
-    """The broker URL Secret (CELERY_BROKER_URL) and, when configured, the SMTP password."""
+    """The broker URL Secret (CELERY_BROKER_URL) and, when configured, the SMTP password.
+
+    Both change in place when a credential rotates (the stack sets the Kubernetes provider's
+    `enableSecretMutable`; otherwise the provider would replace them, deleting first), and
+    `rollout_annotations` carries a digest of their values for every pod template that reads
+    them: a new value rolls those pods, which read Secrets only at start."""
 
     broker_secret_name: pulumi.Output[str]
+    checksum: pulumi.Output[str]
 
     def __init__(
         self,
@@ -43,4 +50,11 @@ class AppSecrets(pulumi.ComponentResource):
                 string_data={SMTP_PASSWORD_KEY: cfg.secrets.smtp_password},
                 opts=child,
             )
-        self.register_outputs({"broker_secret_name": self.broker_secret_name})
+        self.checksum = secrets_checksum(url, cfg.secrets.smtp_password)
+        self.register_outputs(
+            {"broker_secret_name": self.broker_secret_name, "checksum": self.checksum}
+        )
+
+    @property
+    def rollout_annotations(self) -> dict[str, pulumi.Input[str]]:
+        return {SECRETS_CHECKSUM_ANNOTATION: self.checksum}

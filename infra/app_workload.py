@@ -8,12 +8,14 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_kubernetes as k8s
 
+from infra.config import FleetConfig
 from infra.labels import selector
-from infra.podspec import Container, Volume, pod_spec
+from infra.podspec import Container, TemplateAnnotations, Volume, pod_spec, template_metadata
 
 
 def single_replica_deployment(
     resource_name: str,
+    cfg: FleetConfig,
     name: str,
     namespace: pulumi.Input[str],
     labels: dict[str, str],
@@ -22,14 +24,20 @@ def single_replica_deployment(
     opts: pulumi.ResourceOptions,
     *,
     strategy: k8s.apps.v1.DeploymentStrategyArgsDict | None = None,
+    replicas: int = 1,
+    anti_affinity: bool = False,
+    template_annotations: TemplateAnnotations | None = None,
 ) -> k8s.apps.v1.Deployment:
-    """`replicas: 1`, selecting its own pods by the immutable subset of `labels`."""
+    """`replicas: 1` (or `replicas`), selecting its own pods by the immutable subset of
+    `labels`; placed by the stack's `pods`, replicas on different nodes with `anti_affinity`."""
     spec: k8s.apps.v1.DeploymentSpecArgsDict = {
-        "replicas": 1,
+        "replicas": replicas,
         "selector": {"match_labels": selector(labels)},
         "template": {
-            "metadata": {"labels": labels},
-            "spec": pod_spec([container], volumes),
+            "metadata": template_metadata(labels, cfg.pods, template_annotations),
+            "spec": pod_spec(
+                cfg, [container], volumes, anti_affinity=selector(labels) if anti_affinity else None
+            ),
         },
     }
     if strategy is not None:

@@ -34,6 +34,32 @@ def mode_switch_options(parent: pulumi.Resource, other_type: str) -> pulumi.Reso
     )
 
 
+# KEDA reads the scaler's error threshold per trigger: after this many failed reads in a row
+# the fallback below answers instead of the (missing) metric.
+FALLBACK_FAILURE_THRESHOLD = 3
+
+
+def fail_safe(queue: QueueConfig) -> tuple[dict[str, str], dict[str, Any]]:
+    """(trigger metadata, ScaledObject `fallback`): a missing or stale queue metric never
+    scales a pool down, in KEDA mode as in HPA mode.
+
+    KEDA's Prometheus scaler reads an empty result as 0 by default (`ignoreNullValues`), so
+    a Redis, exporter or Prometheus outage would look like an empty queue and shrink the
+    pools. With `ignoreNullValues: "false"` an empty result is an error: the HPA holds its
+    count (as with prometheus-adapter in HPA mode), KEDA does not scale to zero (its
+    executor skips that when a fallback with replicas > 0 exists), and after
+    FALLBACK_FAILURE_THRESHOLD failed reads the fallback feeds the HPA max(current replicas,
+    `replicas`) (`currentReplicasIfHigher`, KEDA >= 2.17): never fewer than now."""
+    metadata = {"ignoreNullValues": "false"}
+    fallback = {
+        "failureThreshold": FALLBACK_FAILURE_THRESHOLD,
+        # > 0: KEDA treats a zero fallback as none and would scale an idle pool to zero.
+        "replicas": max(queue.min_replicas, 1),
+        "behavior": "currentReplicasIfHigher",
+    }
+    return metadata, fallback
+
+
 def queue_length_query(queue: str, namespace: str) -> str:
     """PromQL for one queue's backlog; `max` de-duplicates exporter replicas."""
     return f'max({METRIC}{{queue="{queue}",namespace="{namespace}"}})'
@@ -132,6 +158,7 @@ class QueueAutoscaler(pulumi.ComponentResource):
             )
             self.kind = pulumi.Output.from_input("HorizontalPodAutoscaler")
         else:
+            trigger_safety, fallback = fail_safe(queue)
             k8s.apiextensions.CustomResource(
                 resource_name,
                 api_version="keda.sh/v1alpha1",
@@ -147,6 +174,7 @@ class QueueAutoscaler(pulumi.ComponentResource):
                     "maxReplicaCount": queue.max_replicas,
                     "pollingInterval": cfg.polling_interval,
                     "cooldownPeriod": cfg.scale_down_stabilization,
+                    "fallback": fallback,
                     "advanced": {
                         "horizontalPodAutoscalerConfig": {"behavior": scaling_behavior(cfg)}
                     },
@@ -159,6 +187,7 @@ class QueueAutoscaler(pulumi.ComponentResource):
                                 "query": queue_length_query(queue.name, namespace_name),
                                 "threshold": str(queue.backlog_per_replica),
                                 "activationThreshold": "0",
+                                **trigger_safety,
                             },
                         }
                     ],

@@ -18,6 +18,7 @@ from typing import Annotated, Any, ClassVar
 import pulumi
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationInfo, model_validator
 
+from infra.config_pods import PodSettings, ServiceAccountConfig
 from infra.config_reader import (
     CONFIG,
     DNS_LABEL,
@@ -29,6 +30,7 @@ from infra.config_reader import (
     key_error,
     validated,
 )
+from infra.config_redis import ElastiCacheOps, ExternalRedisConfig
 from infra.config_sections import (
     AutoscalerConfig,
     AutoscalerMode,
@@ -50,14 +52,18 @@ from service.catalog.queues import CATALOG, Autoscaling, QueueCatalog, QueueSpec
 __all__ = [  # the section models are part of this module's interface
     "AutoscalerConfig",
     "ElastiCacheConfig",
+    "ElastiCacheOps",
+    "ExternalRedisConfig",
     "Features",
     "FleetConfig",
     "FlowerConfig",
     "InClusterRedisConfig",
     "MonitoringConfig",
+    "PodSettings",
     "QueueConfig",
     "Resources",
     "Secrets",
+    "ServiceAccountConfig",
     "load_config",
     "parse_config",
 ]
@@ -67,7 +73,7 @@ __all__ = [  # the section models are part of this module's interface
 # kills the task itself; the rest covers the warm shutdown and the final ack.
 GRACE_MARGIN_SECONDS = 30
 # Secrets: only ever read through `config.get_secret`; a plaintext value is refused.
-SECRET_KEYS = ("smtpPassword", "flowerPassword")
+SECRET_KEYS = ("smtpPassword", "flowerPassword", "brokerUrl")
 # Each prefork child gets this share of the pod's memory limit; the rest is the main process'.
 CHILD_MEMORY_SHARE = 0.8
 MIN_CHILD_MEMORY_KB = 10_000
@@ -81,6 +87,8 @@ class QueueConfig(ConfigModel):
     max_replicas: Positive
     backlog_per_replica: Positive
     resources: Resources
+    # Placement and pod annotations of this pool, over the stack's `pods`.
+    pods: PodSettings = PodSettings()
     _spec: QueueSpec = PrivateAttr()
 
     @model_validator(mode="before")
@@ -151,6 +159,8 @@ def _worker_resources(spec: QueueSpec) -> Resources:
 class Secrets:
     smtp_password: pulumi.Output[str] | None = None
     flower_password: pulumi.Output[str] | None = None
+    # redis.mode external: the broker URL, set with `pulumi config set --secret brokerUrl`.
+    broker_url: pulumi.Output[str] | None = None
 
 
 class StackSettings(ConfigModel):
@@ -165,12 +175,16 @@ class StackSettings(ConfigModel):
         | ElastiCacheConfig
         | ElastiCacheClusterConfig
         | ElastiCacheServerlessConfig
+        | ExternalRedisConfig
     ) = Field(discriminator="mode")
     autoscaler: AutoscalerConfig
     features: Features = Features()
     flower: FlowerConfig = FlowerConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     results: ResultsConfig = Field(default=RedisResults(), discriminator="mode")
+    # Placement, priority and annotations of every fleet pod (queues.<name>.pods on top).
+    pods: PodSettings = PodSettings()
+    service_account: ServiceAccountConfig = ServiceAccountConfig()
     # Keys read elsewhere: the queues (resolved against the catalog) and the secrets.
     OTHER_KEYS: ClassVar[tuple[str, ...]] = ("queues", *SECRET_KEYS)
 
@@ -279,5 +293,12 @@ def load_config() -> FleetConfig:
     secrets = Secrets(
         smtp_password=cfg.get_secret("smtpPassword"),
         flower_password=cfg.get_secret("flowerPassword"),
+        broker_url=cfg.get_secret("brokerUrl"),
     )
-    return parse_config(raw, pulumi.get_stack(), secrets=secrets)
+    resolved = parse_config(raw, pulumi.get_stack(), secrets=secrets)
+    if isinstance(resolved.redis, ExternalRedisConfig) and secrets.broker_url is None:
+        raise InfraConfigError(
+            f"redis.mode external needs the broker URL: pulumi config set --secret brokerUrl "
+            f"rediss://:<password>@<host>:6379/0 ({config_key('brokerUrl')})"
+        )
+    return resolved

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StrictBool, StrictInt, model_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
+from infra.config_pods import Annotations
 from infra.config_reader import (
     CONFIG,
     CPU,
@@ -20,6 +21,7 @@ from infra.config_reader import (
     key_error,
     memory_mib,
 )
+from infra.config_redis import ElastiCacheOps
 
 AutoscalerMode = Literal["hpa", "keda"]
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
@@ -77,7 +79,9 @@ class InClusterRedisConfig(ConfigModel):
         return data
 
 
-class ElastiCacheConfig(ConfigModel):
+class ElastiCacheConfig(ElastiCacheOps):
+    """`redis` in elasticache mode; the day-2 keys come from ElastiCacheOps."""
+
     mode: Literal["elasticache"]
     vpc_id: str = Field(min_length=1)
     subnet_ids: tuple[str, ...] = Field(min_length=1)
@@ -123,6 +127,8 @@ class FlowerConfig(ConfigModel):
     ingress_host: str | None = None
     ingress_class_name: str = "nginx"
     tls_secret_name: Annotated[str | None, Field(pattern=DNS_LABEL.pattern)] = None
+    # Extra annotations of Flower's Ingress (auth, rate limits, cert-manager issuer...).
+    ingress_annotations: Annotations = Field(default_factory=dict)
 
 
 class MonitoringConfig(ConfigModel):

@@ -9,7 +9,7 @@ from infra.app_workload import named_port_service, single_replica_deployment
 from infra.config import FleetConfig, Resources
 from infra.labels import app_labels
 from infra.names import EXPORTER, EXPORTER_PORT
-from infra.podspec import app_container, empty_dir
+from infra.podspec import TemplateAnnotations, app_container, empty_dir
 
 EXPORTER_RESOURCES = Resources("50m", "96Mi", "192Mi")
 
@@ -25,6 +25,8 @@ class QueueExporter(pulumi.ComponentResource):
         cfg: FleetConfig,
         namespace: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
+        *,
+        template_annotations: TemplateAnnotations | None = None,
     ) -> None:
         super().__init__("celery-fleet:k8s:QueueExporter", resource_name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -51,7 +53,15 @@ class QueueExporter(pulumi.ComponentResource):
             "failure_threshold": 3,
         }
         single_replica_deployment(
-            resource_name, EXPORTER, namespace, self.labels, container, [tmp_vol], child
+            resource_name,
+            cfg,
+            EXPORTER,
+            namespace,
+            self.labels,
+            container,
+            [tmp_vol],
+            child,
+            template_annotations=template_annotations,
         )
         service = named_port_service(
             resource_name, EXPORTER, namespace, self.labels, "metrics", EXPORTER_PORT, child

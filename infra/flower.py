@@ -12,7 +12,15 @@ from infra.app_workload import named_port_service, single_replica_deployment
 from infra.config import FleetConfig, Resources
 from infra.labels import app_labels, selector
 from infra.names import FLOWER, FLOWER_AUTH_KEY, FLOWER_PORT, FLOWER_SECRET
-from infra.podspec import app_container, empty_dir, env, secret_env
+from infra.podspec import (
+    SECRETS_CHECKSUM_ANNOTATION,
+    TemplateAnnotations,
+    app_container,
+    empty_dir,
+    env,
+    secret_env,
+    secrets_checksum,
+)
 from infra.security import namespace_selector
 
 FLOWER_RESOURCES = Resources("100m", "192Mi", "384Mi")
@@ -31,6 +39,8 @@ class Flower(pulumi.ComponentResource):
         cfg: FleetConfig,
         namespace: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
+        *,
+        template_annotations: TemplateAnnotations | None = None,
     ) -> None:
         super().__init__("celery-fleet:k8s:Flower", resource_name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -75,12 +85,20 @@ class Flower(pulumi.ComponentResource):
         }
         single_replica_deployment(
             resource_name,
+            cfg,
             FLOWER,
             namespace,
             self.labels,
             container,
             [tmp_vol],
             pulumi.ResourceOptions(parent=self, depends_on=[secret]),
+            # Its own credentials too: a new Flower password rolls the pod.
+            template_annotations={
+                **(template_annotations or {}),
+                SECRETS_CHECKSUM_ANNOTATION: secrets_checksum(
+                    (template_annotations or {}).get(SECRETS_CHECKSUM_ANNOTATION), auth
+                ),
+            },
         )
         service = named_port_service(
             resource_name, FLOWER, namespace, self.labels, "http", FLOWER_PORT, child
@@ -151,9 +169,16 @@ class Flower(pulumi.ComponentResource):
         if cfg.flower.tls_secret_name:
             spec["tls"] = [{"hosts": [host], "secret_name": cfg.flower.tls_secret_name}]
             scheme = "https"
+        metadata: k8s.meta.v1.ObjectMetaArgsDict = {
+            "name": FLOWER,
+            "namespace": namespace,
+            "labels": self.labels,
+        }
+        if cfg.flower.ingress_annotations:
+            metadata["annotations"] = dict(cfg.flower.ingress_annotations)
         k8s.networking.v1.Ingress(
             resource_name,
-            metadata={"name": FLOWER, "namespace": namespace, "labels": self.labels},
+            metadata=metadata,
             spec=spec,
             opts=child,
         )

@@ -17,7 +17,12 @@ PROMETHEUS_ADAPTER_CHART = (
     "4.11.0",
     "https://prometheus-community.github.io/helm-charts",
 )
-KEDA_CHART = ("keda", "2.16.1", "https://kedacore.github.io/charts")
+# 2.17 is the first with `fallback.behavior` (infra.autoscaler.fail_safe relies on it; an
+# older CRD would prune the field and fall back to a static replica count).
+KEDA_CHART = ("keda", "2.17.2", "https://kedacore.github.io/charts")
+# The Release fields pulumi-kubernetes itself replaces on (provider/pkg/provider/
+# helm_release.go: forceNewFields ".name", ".namespace"); `chart` is added here.
+RELEASE_REPLACE_ON = ["chart", "name", "namespace"]
 
 
 def adapter_values(prometheus_url: str) -> dict[str, Any]:
@@ -45,8 +50,29 @@ def adapter_values(prometheus_url: str) -> dict[str, Any]:
     }
 
 
+def provider_first(cfg: AutoscalerConfig) -> bool:
+    """Whether the provider is installed before the worker pools' autoscalers (KEDA mode:
+    ScaledObjects need its CRDs) or after them (HPA mode: a switch from KEDA must delete
+    the ScaledObjects while KEDA still runs to remove their finalizers)."""
+    return cfg.mode == "keda"
+
+
+def release_options(parent: pulumi.Resource) -> pulumi.ResourceOptions:
+    return pulumi.ResourceOptions(
+        parent=parent, replace_on_changes=RELEASE_REPLACE_ON, delete_before_replace=True
+    )
+
+
 class ExternalMetricsProvider(pulumi.ComponentResource):
-    """A Helm release of prometheus-adapter or KEDA. Output: `release_name`."""
+    """A Helm release of prometheus-adapter or KEDA. Output: `release_name`.
+
+    Both charts own the cluster-wide APIService `v1beta1.external.metrics.k8s.io`, and Helm
+    refuses to install an object another release owns. The release is therefore ONE Pulumi
+    resource whatever the mode (same URN), replaced when the chart, name or namespace
+    changes, and replaced delete-first: pulumi-kubernetes itself would create the new
+    release before deleting the old one. Switching modes in one `pulumi up` thus uninstalls
+    the old provider before it installs the new. Which of provider and autoscalers goes
+    first is the caller's (infra/__main__.py `provider_first`)."""
 
     release_name: pulumi.Output[str]
 
@@ -77,7 +103,7 @@ class ExternalMetricsProvider(pulumi.ComponentResource):
             create_namespace=create_ns,
             repository_opts={"repo": repo},
             values=values,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=release_options(self),
         )
         self.release_name = release.name.apply(lambda n: n or chart)
         self.register_outputs({"release_name": self.release_name})

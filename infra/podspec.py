@@ -3,11 +3,14 @@ context, writable emptyDirs on a read-only root, resources and secret-backed env
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.config import FleetConfig, Resources
+from infra.config import FleetConfig, PodSettings, Resources
 from infra.names import (
     APP_SECRET,
     BROKER_SECRET,
@@ -19,6 +22,10 @@ from infra.results_config import ExternalResults, PostgresResults, ResultsConfig
 from infra.results_names import RESULTS_SECRET, RESULTS_URL_KEY
 
 APP_UID = 10001
+
+# Pod template annotation holding a digest of the credentials the pods read from Secrets at
+# start: a rotated password changes it, and the Deployment rolls its pods onto the new one.
+SECRETS_CHECKSUM_ANNOTATION = "celery-fleet/secrets-checksum"
 
 Container = k8s.core.v1.ContainerArgsDict
 EnvVar = k8s.core.v1.EnvVarArgsDict
@@ -91,12 +98,19 @@ def app_env(cfg: FleetConfig) -> list[EnvVar]:
 
 
 def pod_spec(
+    cfg: FleetConfig,
     containers: Sequence[Container],
     volumes: Sequence[Volume],
     *,
     grace_seconds: int = 30,
+    pods: PodSettings | None = None,
+    anti_affinity: Mapping[str, str] | None = None,
 ) -> PodSpec:
-    return {
+    """The fleet's pod spec, placed by `pods` (the stack's `pods` by default). With
+    `anti_affinity` (a pod selector), replicas prefer different nodes unless the stack
+    gives an affinity of its own."""
+    placement = cfg.pods if pods is None else pods
+    spec: PodSpec = {
         "service_account_name": SERVICE_ACCOUNT,
         # No workload here talks to the Kubernetes API.
         "automount_service_account_token": False,
@@ -106,6 +120,60 @@ def pod_spec(
         "containers": list(containers),
         "volumes": list(volumes),
     }
+    if placement.node_selector:
+        spec["node_selector"] = dict(placement.node_selector)
+    if placement.tolerations:
+        spec["tolerations"] = [t.manifest() for t in placement.tolerations]  # type: ignore[misc]
+    if placement.priority_class_name:
+        spec["priority_class_name"] = placement.priority_class_name
+    affinity: dict[str, Any] = placement.affinity.manifest() if placement.affinity else {}
+    if anti_affinity is not None and "podAntiAffinity" not in affinity:
+        affinity["podAntiAffinity"] = {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "topologyKey": "kubernetes.io/hostname",
+                        "labelSelector": {"matchLabels": dict(anti_affinity)},
+                    },
+                }
+            ]
+        }
+    if affinity:
+        spec["affinity"] = affinity  # type: ignore[typeddict-item]
+    return spec
+
+
+TemplateAnnotations = Mapping[str, pulumi.Input[str]]
+
+
+def template_metadata(
+    labels: Mapping[str, str],
+    pods: PodSettings,
+    annotations: TemplateAnnotations | None = None,
+) -> k8s.meta.v1.ObjectMetaArgsDict:
+    """A pod template's metadata: the stack's pod annotations, then the program's own."""
+    merged: dict[str, pulumi.Input[str]] = {**(pods.annotations or {}), **(annotations or {})}
+    meta: k8s.meta.v1.ObjectMetaArgsDict = {"labels": dict(labels)}
+    if merged:
+        meta["annotations"] = merged
+    return meta
+
+
+def secrets_checksum(*values: pulumi.Input[str] | None) -> pulumi.Output[str]:
+    """A digest of secret values for SECRETS_CHECKSUM_ANNOTATION. Not secret itself: a
+    SHA-256 of random passwords reveals nothing, and a visible change in the preview shows
+    that the pods will roll."""
+    present = [pulumi.Output.from_input(v) for v in values if v is not None]
+
+    def digest(parts: list[str]) -> str:
+        h = hashlib.sha256()
+        for part in parts:
+            h.update(part.encode())
+            h.update(b"\0")
+        return h.hexdigest()[:32]
+
+    return pulumi.Output.unsecret(pulumi.Output.all(*present).apply(digest))
 
 
 def app_container(

@@ -1,6 +1,13 @@
 """ElastiCache for Redis as the broker: cluster mode OFF (Celery's Redis transport issues
 multi-key commands across queues, which cluster mode rejects with CROSSSLOT), TLS in transit,
-encryption at rest, an AUTH token, and `noeviction` so queued messages are never dropped."""
+encryption at rest (optionally with the stack's KMS key), an AUTH token, and `noeviction` so
+queued messages are never dropped.
+
+Day 2: the AUTH token rotates by changing `redis.authTokenRotation` (a new RandomPassword,
+applied with ElastiCache's ROTATE strategy: old and new tokens both work until a later SET);
+slow and engine logs go to CloudWatch Logs; maintenance and snapshot windows are the
+stack's; a final snapshot is taken on deletion and the group is `protect`ed (both on by
+default). Alarms: infra/redis_alarms.py."""
 
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ from infra.config import ElastiCacheConfig
 from infra.names import PART_OF, REDIS_PORT
 
 PARAMETER_FAMILY = "redis7"
+LOG_TYPES = ("slow-log", "engine-log")
 
 
 class ElastiCacheRedis(pulumi.ComponentResource):
@@ -19,6 +27,7 @@ class ElastiCacheRedis(pulumi.ComponentResource):
 
     broker_url: pulumi.Output[str]
     host: pulumi.Output[str]
+    replication_group_id: pulumi.Output[str]
 
     def __init__(
         self,
@@ -31,8 +40,14 @@ class ElastiCacheRedis(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         tags = {"app.kubernetes.io/part-of": PART_OF, "stack": stack}
         # ElastiCache AUTH tokens forbid @, " and /; alphanumerics also keep the URL unescaped.
+        # A new `authTokenRotation` value is a new keeper: a new token (the only input that
+        # replaces the password; its length and alphabet never change).
         token = random.RandomPassword(
-            f"{resource_name}-auth-token", length=64, special=False, opts=child
+            f"{resource_name}-auth-token",
+            length=64,
+            special=False,
+            keepers={"rotation": cfg.auth_token_rotation},
+            opts=child,
         )
         sg = aws.ec2.SecurityGroup(
             f"{resource_name}-sg",
@@ -67,6 +82,7 @@ class ElastiCacheRedis(pulumi.ComponentResource):
             opts=child,
         )
         failover = cfg.multi_az and cfg.num_cache_clusters >= 2
+        logs = self._log_delivery(resource_name, cfg, stack, tags) if cfg.log_delivery else []
         group = aws.elasticache.ReplicationGroup(
             f"{resource_name}-rg",
             description=f"celery-fleet broker ({stack})",
@@ -81,15 +97,27 @@ class ElastiCacheRedis(pulumi.ComponentResource):
             security_group_ids=[sg.id],
             at_rest_encryption_enabled=True,
             transit_encryption_enabled=True,
+            kms_key_id=cfg.kms_key_arn,
             auth_token=token.result,
+            # ROTATE: the new token is accepted beside the old one until the next SET, so
+            # pods still on the old one keep working while they roll (README runbook).
+            auth_token_update_strategy=cfg.auth_token_update_strategy,
             automatic_failover_enabled=failover,
             multi_az_enabled=failover,
             snapshot_retention_limit=cfg.snapshot_retention_limit,
+            snapshot_window=cfg.snapshot_window,
+            maintenance_window=cfg.maintenance_window,
+            final_snapshot_identifier=(
+                f"celery-fleet-{stack}-final" if cfg.final_snapshot else None
+            ),
+            log_delivery_configurations=logs,
             auto_minor_version_upgrade=True,
-            apply_immediately=False,
+            apply_immediately=cfg.apply_immediately,
             tags=tags,
-            opts=child,
+            # The broker holds every queued task: deleting it takes an explicit unprotect.
+            opts=pulumi.ResourceOptions(parent=self, protect=cfg.protect),
         )
+        self.replication_group_id = group.id
         self.host = group.primary_endpoint_address
         # kombu/celery refuse a rediss:// result backend without ssl_cert_reqs; the
         # ElastiCache certificate chains to Amazon's public CA, so verify it.
@@ -102,4 +130,34 @@ class ElastiCacheRedis(pulumi.ComponentResource):
                 f":{REDIS_PORT}/0?ssl_cert_reqs=required",
             )
         )
-        self.register_outputs({"host": self.host, "broker_url": self.broker_url})
+        self.register_outputs(
+            {
+                "host": self.host,
+                "broker_url": self.broker_url,
+                "replication_group_id": self.replication_group_id,
+            }
+        )
+
+    def _log_delivery(
+        self, resource_name: str, cfg: ElastiCacheConfig, stack: str, tags: dict[str, str]
+    ) -> list[aws.elasticache.ReplicationGroupLogDeliveryConfigurationArgsDict]:
+        """A CloudWatch log group per log type (slow log, engine log), JSON lines."""
+        configurations: list[aws.elasticache.ReplicationGroupLogDeliveryConfigurationArgsDict] = []
+        for log_type in LOG_TYPES:
+            group = aws.cloudwatch.LogGroup(
+                f"{resource_name}-{log_type}",
+                name=f"/celery-fleet/{stack}/redis/{log_type}",
+                retention_in_days=cfg.log_retention_days,
+                kms_key_id=cfg.kms_key_arn,
+                tags=tags,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            configurations.append(
+                {
+                    "destination": group.name,
+                    "destination_type": "cloudwatch-logs",
+                    "log_format": "json",
+                    "log_type": log_type,
+                }
+            )
+        return configurations

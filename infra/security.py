@@ -43,7 +43,17 @@ class FleetNamespace(pulumi.ComponentResource):
         self.name = ns.metadata.name
         sa = k8s.core.v1.ServiceAccount(
             f"{resource_name}-sa",
-            metadata={"name": SERVICE_ACCOUNT, "namespace": self.name, "labels": labels},
+            metadata={
+                "name": SERVICE_ACCOUNT,
+                "namespace": self.name,
+                "labels": labels,
+                # e.g. eks.amazonaws.com/role-arn (IAM roles for service accounts)
+                **(
+                    {"annotations": dict(cfg.service_account.annotations)}
+                    if cfg.service_account.annotations
+                    else {}
+                ),
+            },
             automount_service_account_token=False,
             opts=child,
         )

@@ -8,6 +8,7 @@ from typing import Any
 
 from policy.database_checks import rds_encrypted_private_protected
 from policy.pods import containers, get, kind_of, plain, pod_spec
+from policy.prod import CONTEXT_CHECKS, Context
 
 Props = Mapping[str, Any]
 Check = Callable[[str, Props], list[str]]
@@ -182,7 +183,13 @@ CHECKS: dict[str, tuple[str, Check]] = {
 }
 
 
-def violations(resource_type: str, props: Props) -> dict[str, list[str]]:
-    """Every failing check for one resource (what the pack would report)."""
+def violations(
+    resource_type: str, props: Props, context: Context | None = None
+) -> dict[str, list[str]]:
+    """Every failing check for one resource (what the pack would report); the production
+    checks too when `context` names the stack."""
     found = {name: check(resource_type, props) for name, (_, check) in CHECKS.items()}
+    if context is not None:
+        for name, (_, context_check) in CONTEXT_CHECKS.items():
+            found[name] = context_check(resource_type, props, context)
     return {name: msgs for name, msgs in found.items() if msgs}

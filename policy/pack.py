@@ -12,6 +12,7 @@ from pulumi_policy import (
 )
 
 from policy.checks import CHECKS, Check
+from policy.prod import CONTEXT_CHECKS, Context, ContextCheck
 
 PACK_NAME = "celery-fleet"
 
@@ -24,8 +25,18 @@ def _adapt(check: Check) -> ResourceValidation:
     return validate
 
 
+def _adapt_context(check: ContextCheck) -> ResourceValidation:
+    def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+        protect = bool(getattr(args.opts, "protect", False))
+        context = Context.from_urn(args.urn, protect=protect)
+        for message in check(args.resource_type, args.props, context):
+            report_violation(message, None)
+
+    return validate
+
+
 def policies() -> list[Policy]:
-    return [
+    plain = [
         ResourceValidationPolicy(
             name=name,
             description=description,
@@ -34,3 +45,13 @@ def policies() -> list[Policy]:
         )
         for name, (description, check) in CHECKS.items()
     ]
+    production = [
+        ResourceValidationPolicy(
+            name=name,
+            description=description,
+            validate=_adapt_context(check),
+            enforcement_level=EnforcementLevel.MANDATORY,
+        )
+        for name, (description, check) in CONTEXT_CHECKS.items()
+    ]
+    return [*plain, *production]

@@ -40,19 +40,14 @@ def worker(
 
 @cli.command(context_settings=_PASSTHROUGH)
 def beat(ctx: typer.Context) -> None:
-    """Exec `celery -A service beat`. Run exactly one beat per deployment."""
-    settings = celery_settings_or_exit()
-    settings.beat_schedule_file.parent.mkdir(parents=True, exist_ok=True)
+    """Exec `celery -A service beat` with the Redis-backed, locked schedule (celery-redbeat).
+
+    Any number may run: one holds the lock in Redis and sends, the others wait to take over."""
+    settings = settings_or_exit()
     exec_celery(
-        [
-            "beat",
-            "--schedule",
-            str(settings.beat_schedule_file),
-            "--loglevel",
-            settings.log_level,
-            *ctx.args,
-        ]
-    )
+        ["beat", "--scheduler", "redbeat.RedBeatScheduler", "--loglevel", settings.log_level,
+         *ctx.args]
+    )  # fmt: skip
 
 
 @cli.command(context_settings=_PASSTHROUGH)
@@ -87,19 +82,18 @@ def exporter(
 def probe(
     max_age: float | None = typer.Option(None, help="Seconds; default FLEET_HEARTBEAT_MAX_AGE."),
 ) -> None:
-    """Liveness probe: exit 0 when the worker heartbeat is fresh, 1 when stale or missing."""
-    from service.worker.heartbeat import age_seconds
+    """Liveness probe: exit 0 when the worker heartbeat is fresh, 1 when stale or missing.
+
+    Pods run the same check without the CLI: `python -m service.liveness`."""
+    from service.liveness import check
 
     settings = settings_or_exit()
     limit = settings.heartbeat_max_age if max_age is None else max_age
-    age = age_seconds(settings.heartbeat_file)
-    if age is None:
-        err_console.print(f"stale: no heartbeat file at {settings.heartbeat_file}")
+    alive, line = check(settings.heartbeat_file, limit)
+    if not alive:
+        err_console.print(line)
         raise typer.Exit(1)
-    if age > limit:
-        err_console.print(f"stale: last heartbeat {age:.1f}s ago (limit {limit:.0f}s)")
-        raise typer.Exit(1)
-    console.print(f"ok: last heartbeat {age:.1f}s ago")
+    console.print(line)
 
 
 def catalog_markdown() -> str:

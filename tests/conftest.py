@@ -140,7 +140,6 @@ def worker_factory(tmp_path: Path, redis_url: str) -> Iterator[Callable[..., Wor
                 # Tests wait for Celery's per-task lines ("received"); off by default.
                 "FLEET_LOG_EVERY_TASK": "true",
                 "FLEET_REPORTS_DIR": str(home / "reports"),
-                "FLEET_BEAT_SCHEDULE_FILE": str(home / "beat" / "schedule"),
                 "PYTHONUNBUFFERED": "1",
             }
         )

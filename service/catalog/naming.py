@@ -116,3 +116,22 @@ def quarantine_field(list_key: str, item: bytes) -> str:
 def quarantine_list_key(field: str) -> str:
     """The list a quarantined item was popped from (the inverse of quarantine_field)."""
     return field.rsplit("|", 1)[0]
+
+
+# Celery beat's schedule and lock in Redis (celery-redbeat; service.config.celeryconfig).
+# redbeat derives every key from the prefix: the entries `fleet:beat:<entry name>` (hashes:
+# definition and last run), `fleet:beat::schedule` (zset: entry key by next run time),
+# `fleet:beat::statics` (set: entries the code defines) and the lock below.
+BEAT_KEY_PREFIX = "fleet:beat:"
+# Held by the one active beat, extended every loop, expiring after FLEET_BEAT_LOCK_TIMEOUT.
+BEAT_LOCK_KEY = f"{BEAT_KEY_PREFIX}lock"
+
+
+def beat_entry_key(entry: str) -> str:
+    """The hash redbeat keeps one schedule entry in (its definition and `last_run_at`)."""
+    return f"{BEAT_KEY_PREFIX}{entry}"
+
+
+def beat_schedule_key() -> str:
+    """The sorted set of entry keys by next run time (redbeat: prefix + ':schedule')."""
+    return f"{BEAT_KEY_PREFIX}:schedule"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.catalog.naming import BEAT_KEY_PREFIX, BEAT_LOCK_KEY
 from service.catalog.queues import CATALOG, Priority, QueueCatalog
 from service.catalog.routing import CatalogRouter, build_task_queues
 from service.config.settings import FleetSettings
@@ -154,4 +155,24 @@ def build_config(settings: FleetSettings, catalog: QueueCatalog = CATALOG) -> di
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "timezone": "UTC",
         "enable_utc": True,
+        **beat_config(settings),
+    }
+
+
+def beat_config(settings: FleetSettings) -> dict[str, Any]:
+    """Beat keeps its schedule (each entry's last run) in the broker's Redis and runs only
+    while it holds a lock there (celery-redbeat): a restarted or rescheduled beat resumes
+    the schedule instead of starting it afresh, and a second beat waits instead of sending
+    every periodic task twice."""
+    return {
+        "beat_scheduler": "redbeat.RedBeatScheduler",
+        "redbeat_redis_url": settings.broker_url.get_secret_value(),
+        # Explicit, so redbeat never forwards the broker's transport options to its client.
+        "redbeat_redis_options": {},
+        "redbeat_key_prefix": BEAT_KEY_PREFIX,
+        "redbeat_lock_key": BEAT_LOCK_KEY,
+        "redbeat_lock_timeout": settings.beat_lock_timeout,
+        # How often the active beat wakes (and extends the lock), and how often a waiting one
+        # tries to take it: the takeover after a beat's death is at most lock timeout + this.
+        "beat_max_loop_interval": settings.beat_max_loop_seconds,
     }

@@ -28,6 +28,7 @@ from service.config.result_urls import (
     check_result_backend_url,
 )
 from service.errors import SettingsError
+from service.liveness import DEFAULT_HEARTBEAT_FILE, DEFAULT_MAX_AGE_SECONDS
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["json", "text"]
@@ -92,10 +93,14 @@ class FleetSettings(BaseSettings):
     # Worker observability.
     metrics_port: int = Field(default=WORKER_METRICS_PORT, ge=0, le=65535)
     metrics_dir: Path = Path("/tmp/fleet-metrics")
-    heartbeat_file: Path = Path("/tmp/fleet-heartbeat/worker.beat")
+    heartbeat_file: Path = Path(DEFAULT_HEARTBEAT_FILE)
     heartbeat_interval: float = Field(default=5.0, gt=0)
-    heartbeat_max_age: float = Field(default=60.0, gt=0)
-    beat_schedule_file: Path = Path("/tmp/fleet-beat/celerybeat-schedule")
+    heartbeat_max_age: float = Field(default=DEFAULT_MAX_AGE_SECONDS, gt=0)
+    # Beat (celery-redbeat): the schedule lives in Redis; one beat holds the lock and sends,
+    # any other waits. A beat that dies without releasing it (node loss, SIGKILL) is replaced
+    # by a waiting one once the lock expires; the active one extends it every loop.
+    beat_lock_timeout: int = Field(default=30, ge=5, le=3600)
+    beat_max_loop_seconds: float = Field(default=5.0, ge=1, le=300)
     snapshot_interval: float = Field(default=60.0, ge=1)
     log_level: LogLevel = "INFO"
     log_format: LogFormat = "json"
@@ -173,6 +178,17 @@ class FleetSettings(BaseSettings):
         if value is not None and ":" not in value.get_secret_value():
             raise ValueError("must look like user:password")
         return value
+
+    @model_validator(mode="after")
+    def _lock_outlives_a_loop(self) -> FleetSettings:
+        # The active beat extends its lock once per loop: a lock that could expire between
+        # two loops would let a second beat take over while the first still sends.
+        if self.beat_lock_timeout < 2 * self.beat_max_loop_seconds:
+            raise ValueError(
+                f"FLEET_BEAT_LOCK_TIMEOUT ({self.beat_lock_timeout}s) must be at least twice "
+                f"FLEET_BEAT_MAX_LOOP_SECONDS ({self.beat_max_loop_seconds:g}s)"
+            )
+        return self
 
     @property
     def result_backend_url(self) -> str:

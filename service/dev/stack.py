@@ -114,7 +114,6 @@ def child_env(stack: Stack, smtp_port: int) -> dict[str, str]:
         FLEET_METRICS_DIR=str(home / "metrics"),
         FLEET_METRICS_PORT=str(stack.plan["worker_metrics"]),
         FLEET_HEARTBEAT_FILE=str(home / "heartbeat" / "worker.beat"),
-        FLEET_BEAT_SCHEDULE_FILE=str(home / "beat" / "schedule"),
         FLEET_REPORTS_DIR=str(home / "reports"),
         FLEET_FLOWER_PORT=str(stack.plan["flower"]),
         FLEET_SMTP_HOST="127.0.0.1",

@@ -1,5 +1,6 @@
-"""The beat schedule. Exactly ONE beat may run per deployment: two would send every periodic
-task twice (infra deploys it as a single-replica Recreate Deployment)."""
+"""The beat schedule. Exactly ONE beat may send per deployment: two would send every periodic
+task twice. celery-redbeat enforces it with a lock in Redis (service.config.celeryconfig
+`beat_config`): infra runs a standby beat that takes over when the active one dies."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Liveness without broadcasts: the worker touches a file while its consumer runs, and
-`fleet probe` (the Kubernetes liveness probe) fails when the file is stale.
+the liveness probe (service.liveness, standard library only) fails when it is stale.
 
 `celery inspect ping` broadcasts to every worker through the broker and flaps during broker
 blips; this probe asks only the local filesystem."""
@@ -15,6 +15,9 @@ from celery import bootsteps
 from celery.worker.consumer.tasks import Tasks
 
 from service.config.settings import get_settings
+from service.liveness import age_seconds
+
+__all__ = ["HeartbeatStep", "age_seconds", "touch"]
 
 
 def touch(path: Path) -> None:
@@ -23,18 +26,6 @@ def touch(path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(f"{time.time():.3f}\n")
     os.replace(tmp, path)
-
-
-def age_seconds(path: Path, now: float | None = None) -> float | None:
-    """Seconds since the last beat, or None when there is no heartbeat file."""
-    try:
-        stamp = float(path.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        try:
-            stamp = path.stat().st_mtime
-        except FileNotFoundError:
-            return None
-    return (time.time() if now is None else now) - stamp
 
 
 class HeartbeatStep(bootsteps.StartStopStep):

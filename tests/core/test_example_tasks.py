@@ -109,4 +109,7 @@ def test_beat_runs_the_periodic_snapshot(
         os.killpg(beat.pid, signal.SIGTERM)
         beat.wait(20)
     assert '"email": {"waiting": 1' in worker.log()
-    assert Path(env["FLEET_BEAT_SCHEDULE_FILE"]).parent.exists()
+    # And the schedule is in Redis, under the fleet's beat keys, not in a file
+    from service.catalog.naming import beat_entry_key
+
+    assert redis_client.exists(beat_entry_key("snapshot-queues"))

@@ -35,3 +35,19 @@ def stack_result(stack: str) -> dict[str, Any]:
         assert proc.returncode == 0, f"stack {stack} failed:\n{proc.stderr[-4000:]}"
         _RUNS[stack] = json.loads(proc.stdout)
     return _RUNS[stack]
+
+
+def dev_in_mode(mode: str) -> dict[str, Any]:
+    """The dev stack (HPA, provider installed) with only `autoscaler.mode` changed."""
+    if mode == "hpa":
+        return stack_result("dev")
+    key = f"dev-{mode}"
+    if key not in _RUNS:
+        import yaml
+
+        doc = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+        autoscaler = dict(doc["config"]["celery-fleet:autoscaler"], mode=mode)
+        proc = run_stack("dev", "--set", f"autoscaler={json.dumps(autoscaler)}")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        _RUNS[key] = json.loads(proc.stdout)
+    return _RUNS[key]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import runpy
 import sys
@@ -34,7 +35,10 @@ class Recorder(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         state = dict(args.inputs)
         if args.typ == "random:index/randomPassword:RandomPassword":
-            state["result"] = f"mockpw{args.name.replace('-', '')}"
+            # A new keeper is a new password, as with the real provider.
+            keepers = json.dumps(args.inputs.get("keepers") or {}, sort_keys=True)
+            digest = hashlib.sha256(keepers.encode()).hexdigest()[:8] if keepers != "{}" else ""
+            state["result"] = f"mockpw{args.name.replace('-', '')}{digest}"
         elif args.typ == "aws:elasticache/replicationGroup:ReplicationGroup":
             state["primaryEndpointAddress"] = ENDPOINT
             state["configurationEndpointAddress"] = CONFIG_ENDPOINT
@@ -66,6 +70,13 @@ def stack_config(stack: str) -> tuple[dict[str, str], list[str]]:
     return config, secret_keys
 
 
+def _names(depends_on: Any) -> set[str]:
+    if depends_on is None:
+        return set()
+    items = depends_on if isinstance(depends_on, list | tuple) else [depends_on]
+    return {f"{getattr(r, '_type', '?')}::{getattr(r, '_name', r)}" for r in items}
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("stack")
@@ -79,8 +90,8 @@ def main(argv: list[str]) -> int:
         key, _, raw = item.partition("=")
         value = json.loads(raw)
         config[f"{PROJECT}:{key}"] = value if isinstance(value, str) else json.dumps(value)
-    for key in ns.unset:
-        config.pop(f"{PROJECT}:{key}", None)
+    for key in ns.unset:  # a bare key is the project's; `kubernetes:x` is taken as written
+        config.pop(key if ":" in key else f"{PROJECT}:{key}", None)
     for item in ns.secret:
         key, _, value = item.partition("=")
         config[f"{PROJECT}:{key}"] = value
@@ -119,6 +130,11 @@ def main(argv: list[str]) -> int:
                 "aliasTypes": [a.type_ for a in opts.aliases or [] if isinstance(a, pulumi.Alias)],
                 "deleteBeforeReplace": bool(opts.delete_before_replace),
                 "replaceOnChanges": list(opts.replace_on_changes or []),
+                "protect": bool(opts.protect),
+                "ignoreChanges": list(opts.ignore_changes or []),
+                # Direct dependencies by resource name (a component stands for its children).
+                "dependsOn": sorted(_names(opts.depends_on)),
+                "parent": getattr(opts.parent, "_name", None),
             }
         )
 

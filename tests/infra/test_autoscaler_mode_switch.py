@@ -8,12 +8,10 @@ replaced delete-first."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
-import yaml
-from infra_harness import ROOT, run_stack, stack_result
+from infra_harness import dev_in_mode
 
 from infra.autoscaler import HPA_TYPE, SCALED_OBJECT_TYPE
 
@@ -22,14 +20,7 @@ KINDS = {"hpa": HPA_TYPE, "keda": SCALED_OBJECT_TYPE}
 
 def rendered(mode: str) -> dict[str, Any]:
     """The dev stack with only `autoscaler.mode` changed."""
-    doc = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
-    autoscaler = dict(doc["config"]["celery-fleet:autoscaler"], mode=mode)
-    if mode == "hpa":
-        return stack_result("dev")
-    proc = run_stack("dev", "--set", f"autoscaler={json.dumps(autoscaler)}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result: dict[str, Any] = json.loads(proc.stdout)
-    return result
+    return dev_in_mode(mode)
 
 
 def autoscaler_urns(result: dict[str, Any], typ: str) -> set[str]:

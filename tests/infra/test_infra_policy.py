@@ -20,6 +20,7 @@ from policy.checks import (
     violations,
 )
 from policy.pack import policies
+from policy.prod import Context, prod_broker_durable, prod_images_pinned_by_digest
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 GOOD_CONTAINER: dict[str, Any] = {
@@ -164,8 +165,61 @@ def test_the_pack_reports_through_pulumi_policy() -> None:
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_everything_the_stacks_create_passes_the_pack(stack: str) -> None:
     failures = {}
-    for r in stack_result(stack)["resources"]:
-        found = violations(r["type"], clean(r["inputs"]))
+    result = stack_result(stack)
+    protected = {(o["type"], o["name"]) for o in result["options"] if o["protect"]}
+    for r in result["resources"]:
+        context = Context(stack, protect=(r["type"], r["name"]) in protected)
+        found = violations(r["type"], clean(r["inputs"]), context)
         if found:
             failures[f"{r['type']}::{r['name']}"] = found
     assert failures == {}
+
+
+DIGEST = "sha256:" + "ab" * 32
+RG = "aws:elasticache/replicationGroup:ReplicationGroup"
+
+
+@pytest.mark.parametrize(
+    ("image", "stack", "ok"),
+    [
+        (f"ghcr.io/x/app@{DIGEST}", "prod", True),
+        (f"ghcr.io/x/app:1.2@{DIGEST}", "prod", True),
+        ("ghcr.io/x/app:1.2", "prod", False),
+        ("ghcr.io/x/app", "prod-eu", False),
+        ("ghcr.io/x/app:latest", "dev", True),
+        ("ghcr.io/x/app@sha256:abc", "prod", False),
+    ],
+)
+def test_prod_images_are_pinned_by_digest(image: str, stack: str, ok: bool) -> None:
+    props = deployment()
+    props["spec"]["template"]["spec"]["containers"][0]["image"] = image
+    found = prod_images_pinned_by_digest(DEPLOYMENT, props, Context(stack))
+    assert (found == []) is ok, found
+
+
+def test_the_prod_broker_is_durable_and_protected() -> None:
+    good = {"finalSnapshotIdentifier": "x-final", "snapshotRetentionLimit": 7}
+    assert prod_broker_durable(RG, good, Context("prod", protect=True)) == []
+    assert prod_broker_durable(RG, {}, Context("dev")) == []
+    found = prod_broker_durable(RG, {"snapshotRetentionLimit": 0}, Context("prod"))
+    assert len(found) == 3
+    assert any("protected" in m for m in found) and any("final" in m for m in found)
+
+
+def test_the_pack_reads_the_stack_from_the_urn_and_protect_from_the_options() -> None:
+    class Opts:
+        protect = False
+
+    props = deployment()  # image "img": a tag, not a digest
+    reported: list[str] = []
+    for urn, expected in (
+        ("urn:pulumi:prod::celery-fleet::t::x", 1),
+        ("urn:pulumi:dev::p::t::x", 0),
+    ):
+        reported.clear()
+        args = ResourceValidationArgs(DEPLOYMENT, props, urn, "x", Opts(), None)  # type: ignore[arg-type]
+        for policy in policies():
+            if policy.name == "prod-images-pinned-by-digest":
+                assert isinstance(policy, ResourceValidationPolicy)
+                policy.validate(args, lambda message, urn: reported.append(message))
+        assert len(reported) == expected, (urn, reported)

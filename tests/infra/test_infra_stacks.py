@@ -30,7 +30,8 @@ def test_one_worker_deployment_pdb_and_autoscaler_per_catalog_queue(
 ) -> None:
     # Given the catalog and the stack's autoscaler mode
     deployments = by_name(resources, "Deployment")
-    pdbs = manifests(resources, "PodDisruptionBudget")
+    pdbs = [p for p in manifests(resources, "PodDisruptionBudget")
+            if p["metadata"]["name"].startswith("celery-worker-")]  # fmt: skip
     kind = "ScaledObject" if stack == "prod" else "HorizontalPodAutoscaler"
     scalers = manifests(resources, kind)
     other = "HorizontalPodAutoscaler" if kind == "ScaledObject" else "ScaledObject"
@@ -59,7 +60,9 @@ def test_worker_pods_run_their_queue_with_catalog_settings(resources: Resources)
         assert not (settings | {"--time-limit"}) & set(args), args
         # Scale-down must never SIGKILL a task still inside its hard limit.
         assert spec["terminationGracePeriodSeconds"] > queue.hard_time_limit
-        assert container["livenessProbe"]["exec"]["command"] == ["fleet", "probe"]
+        liveness = ["python", "-m", "service.liveness"]
+        assert container["livenessProbe"]["exec"]["command"] == liveness
+        assert container["startupProbe"]["exec"]["command"] == liveness
         assert {"name": "metrics", "containerPort": 9808} in container["ports"]
         labels = deployments[worker_deployment_name(queue.name)]["metadata"]["labels"]
         for key in ("name", "instance", "component", "part-of", "managed-by"):
@@ -94,17 +97,25 @@ def test_every_workload_is_restricted_and_reads_the_broker_from_the_secret(
                     )
 
 
-def test_beat_is_a_single_recreate_deployment(resources: Resources) -> None:
+def test_beat_is_an_active_and_a_standby_pod_locked_in_redis(resources: Resources) -> None:
     beats = [d for d in manifests(resources, "Deployment")
              if d["metadata"]["labels"]["app.kubernetes.io/component"] == "beat"]  # fmt: skip
     assert len(beats) == 1
     beat = beats[0]
-    assert beat["spec"]["replicas"] == 1
-    assert beat["spec"]["strategy"] == {"type": "Recreate"}
-    (container,) = pod_spec(beat)["containers"]
+    # Two pods, preferably on two nodes: the lock in Redis decides which one sends
+    assert beat["spec"]["replicas"] == 2
+    assert beat["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+    spec = pod_spec(beat)
+    (term,) = spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    (container,) = spec["containers"]
     assert container["args"] == ["beat"]
+    # No schedule file: the schedule lives in Redis
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["FLEET_BEAT_SCHEDULE_FILE"] == "/var/run/fleet-beat/celerybeat-schedule"
+    assert "FLEET_BEAT_SCHEDULE_FILE" not in env
+    assert {v["name"] for v in spec["volumes"]} == {"tmp"}
+    pdb = by_name(resources, "PodDisruptionBudget")[beat["metadata"]["name"]]
+    assert pdb["spec"]["maxUnavailable"] == 1
     scalers = manifests(resources, "HorizontalPodAutoscaler") + manifests(resources, "ScaledObject")
     assert all(s["spec"]["scaleTargetRef"]["name"] != beat["metadata"]["name"] for s in scalers)
 
@@ -222,8 +233,14 @@ def test_namespace_default_denies_ingress_and_service_account_has_no_token(
 ) -> None:
     (ns,) = manifests(resources, "Namespace")
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
-    (sa,) = manifests(resources, "ServiceAccount")
-    assert sa["automountServiceAccountToken"] is False
+    # Every ServiceAccount (the fleet's; the HPA handover Job's in HPA mode) mounts no token
+    # unless a pod asks for it: only the handover Job's pod does.
+    accounts = by_name(resources, "ServiceAccount")
+    assert "celery-fleet" in accounts
+    assert all(sa["automountServiceAccountToken"] is False for sa in accounts.values())
+    for kind in ("Deployment", "StatefulSet"):
+        for workload in manifests(resources, kind):
+            assert pod_spec(workload)["automountServiceAccountToken"] is False
     deny = by_name(resources, "NetworkPolicy")["default-deny-ingress"]["spec"]
     assert deny == {"podSelector": {}, "policyTypes": ["Ingress"]}
 

@@ -41,6 +41,8 @@ ALERTS_BRIEF = {
     "CeleryAutoscalerAtMaxReplicas",
     "CeleryTaskNearHardTimeLimit",
     "CeleryTasksRedelivered",
+    # issue 19: a queue's length missing, its autoscaler holding blind
+    "CeleryAutoscalerMetricMissing",
 }
 
 

@@ -1,0 +1,1 @@
+"""One-shot operations the infra runs as Kubernetes Jobs; standard library only."""
