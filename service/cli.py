@@ -43,7 +43,7 @@ def beat(ctx: typer.Context) -> None:
     """Exec `celery -A service beat` with the Redis-backed, locked schedule (celery-redbeat).
 
     Any number may run: one holds the lock in Redis and sends, the others wait to take over."""
-    settings = settings_or_exit()
+    settings = celery_settings_or_exit()  # refuses a cluster broker with the reason
     exec_celery(
         ["beat", "--scheduler", "redbeat.RedBeatScheduler", "--loglevel", settings.log_level,
          *ctx.args]

@@ -37,3 +37,12 @@ def private_cluster() -> Iterator[RedisClusterUnderTest]:
         yield cluster.start()
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def registered_task_names() -> None:
+    """The DLQ caps task names in its index keys to the registered tasks (service.task_names),
+    which the app installs: build it once, as every fleet process does."""
+    from service import app
+
+    assert app.main == "service"
