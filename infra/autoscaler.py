@@ -10,6 +10,7 @@ from typing import Any, cast
 import pulumi
 import pulumi_kubernetes as k8s
 
+from dashboards.promql import exporter_gauge
 from infra.config import AutoscalerConfig, QueueConfig
 from infra.labels import app_labels
 from service.catalog.naming import autoscaler_name
@@ -61,8 +62,9 @@ def fail_safe(queue: QueueConfig) -> tuple[dict[str, str], dict[str, Any]]:
 
 
 def queue_length_query(queue: str, namespace: str) -> str:
-    """PromQL for one queue's backlog; `max` de-duplicates exporter replicas."""
-    return f'max({METRIC}{{queue="{queue}",namespace="{namespace}"}})'
+    """PromQL for one queue's backlog: the dashboards' reduction (`max` de-duplicates
+    exporter replicas) over the one series of this queue in this namespace."""
+    return exporter_gauge(METRIC, f'queue="{queue}",namespace="{namespace}"', by=())
 
 
 def scaling_behavior(cfg: AutoscalerConfig) -> dict[str, Any]:
