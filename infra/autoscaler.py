@@ -55,7 +55,7 @@ def fail_safe(queue: QueueConfig) -> tuple[dict[str, str], dict[str, Any]]:
     fallback = {
         "failureThreshold": FALLBACK_FAILURE_THRESHOLD,
         # > 0: KEDA treats a zero fallback as none and would scale an idle pool to zero.
-        "replicas": max(queue.min_replicas, 1),
+        "replicas": max(queue.autoscaling.min_replicas, 1),
         "behavior": "currentReplicasIfHigher",
     }
     return metadata, fallback
@@ -126,6 +126,8 @@ class QueueAutoscaler(pulumi.ComponentResource):
     ) -> None:
         super().__init__("celery-fleet:k8s:QueueAutoscaler", resource_name, None, opts)
         name = autoscaler_name(queue.name)
+        # The bounds and target the stack's alert rules are rendered from (QueueConfig.spec).
+        auto = queue.autoscaling
         labels = app_labels("celery-worker", name, "autoscaler")
         if cfg.mode == "hpa":
             k8s.autoscaling.v2.HorizontalPodAutoscaler(
@@ -137,8 +139,8 @@ class QueueAutoscaler(pulumi.ComponentResource):
                         "kind": "Deployment",
                         "name": deployment,
                     },
-                    "min_replicas": queue.min_replicas,
-                    "max_replicas": queue.max_replicas,
+                    "min_replicas": auto.min_replicas,
+                    "max_replicas": auto.max_replicas,
                     "metrics": [
                         {
                             "type": "External",
@@ -149,7 +151,7 @@ class QueueAutoscaler(pulumi.ComponentResource):
                                 },
                                 "target": {
                                     "type": "AverageValue",
-                                    "average_value": str(queue.backlog_per_replica),
+                                    "average_value": str(auto.backlog_per_replica),
                                 },
                             },
                         }
@@ -172,8 +174,8 @@ class QueueAutoscaler(pulumi.ComponentResource):
                         "kind": "Deployment",
                         "name": deployment,
                     },
-                    "minReplicaCount": queue.min_replicas,
-                    "maxReplicaCount": queue.max_replicas,
+                    "minReplicaCount": auto.min_replicas,
+                    "maxReplicaCount": auto.max_replicas,
                     "pollingInterval": cfg.polling_interval,
                     "cooldownPeriod": cfg.scale_down_stabilization,
                     "fallback": fallback,
@@ -187,7 +189,7 @@ class QueueAutoscaler(pulumi.ComponentResource):
                             "metadata": {
                                 "serverAddress": cfg.prometheus_url,
                                 "query": queue_length_query(queue.name, namespace_name),
-                                "threshold": str(queue.backlog_per_replica),
+                                "threshold": str(auto.backlog_per_replica),
                                 "activationThreshold": "0",
                                 **trigger_safety,
                             },
