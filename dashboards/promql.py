@@ -66,7 +66,13 @@ def quantile(
 
 
 def exporter_gauge(metric: str, matchers: str = "", by: Sequence[str] = ("queue",)) -> str:
-    """One series per queue from the exporter (see the module docstring)."""
+    """One series per queue from the exporter (see the module docstring).
+
+    The one spelling of this reduction: the infra's KEDA trigger (`by=()`, one queue
+    selected by its matchers) and prometheus-adapter rule (Go-template placeholders for
+    `metric` and `matchers`) call it too, so dashboards, alerts and scaling read one backlog."""
+    if not by:
+        return f"max({selector(metric, matchers)})"
     return f"max {_by(by)}({selector(metric, matchers)})"
 
 

@@ -4,15 +4,18 @@ external-metrics provider can own the API per cluster, hence one mode per stack.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any, cast
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from dashboards.promql import exporter_gauge
 from infra.config import AutoscalerConfig, QueueConfig
 from infra.labels import app_labels
 from service.catalog.naming import autoscaler_name
+from service.catalog.queues import Autoscaling
 
 METRIC = "celery_queue_length"
 HPA_TYPE = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
@@ -39,7 +42,7 @@ def mode_switch_options(parent: pulumi.Resource, other_type: str) -> pulumi.Reso
 FALLBACK_FAILURE_THRESHOLD = 3
 
 
-def fail_safe(queue: QueueConfig) -> tuple[dict[str, str], dict[str, Any]]:
+def fail_safe(bounds: Autoscaling) -> tuple[dict[str, str], dict[str, Any]]:
     """(trigger metadata, ScaledObject `fallback`): a missing or stale queue metric never
     scales a pool down, in KEDA mode as in HPA mode.
 
@@ -54,15 +57,16 @@ def fail_safe(queue: QueueConfig) -> tuple[dict[str, str], dict[str, Any]]:
     fallback = {
         "failureThreshold": FALLBACK_FAILURE_THRESHOLD,
         # > 0: KEDA treats a zero fallback as none and would scale an idle pool to zero.
-        "replicas": max(queue.min_replicas, 1),
+        "replicas": max(bounds.min_replicas, 1),
         "behavior": "currentReplicasIfHigher",
     }
     return metadata, fallback
 
 
 def queue_length_query(queue: str, namespace: str) -> str:
-    """PromQL for one queue's backlog; `max` de-duplicates exporter replicas."""
-    return f'max({METRIC}{{queue="{queue}",namespace="{namespace}"}})'
+    """PromQL for one queue's backlog: the dashboards' reduction (`max` de-duplicates
+    exporter replicas) over the one series of this queue in this namespace."""
+    return exporter_gauge(METRIC, f'queue="{queue}",namespace="{namespace}"', by=())
 
 
 def scaling_behavior(cfg: AutoscalerConfig) -> dict[str, Any]:
@@ -87,14 +91,57 @@ def scaling_behavior(cfg: AutoscalerConfig) -> dict[str, Any]:
     }
 
 
-def hpa_behavior(
-    cfg: AutoscalerConfig,
-) -> k8s.autoscaling.v2.HorizontalPodAutoscalerBehaviorArgsDict:
-    """`scaling_behavior` with the snake_case keys pulumi_kubernetes' typed args expect."""
-    return cast(
-        k8s.autoscaling.v2.HorizontalPodAutoscalerBehaviorArgsDict,
-        _snake_keys(scaling_behavior(cfg)),
-    )
+@dataclasses.dataclass(frozen=True)
+class ScalingIntent:
+    """How one worker pool scales, whichever object carries it: replica bounds and the
+    backlog per replica (`bounds`, the copy the alert rules read), the scaling `behavior`
+    (API form) and the queue whose backlog is the metric. `hpa_spec` and
+    `scaled_object_spec` render it; only KEDA's own knobs (polling, cooldown, the fail-safe)
+    are added by the latter."""
+
+    queue: str
+    bounds: Autoscaling
+    behavior: dict[str, Any]
+
+
+def scaling_intent(queue: QueueConfig, cfg: AutoscalerConfig) -> ScalingIntent:
+    return ScalingIntent(queue.name, queue.autoscaling, scaling_behavior(cfg))
+
+
+def _target(deployment: pulumi.Input[str]) -> dict[str, Any]:
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment}
+
+
+def hpa_spec(
+    intent: ScalingIntent, deployment: pulumi.Input[str]
+) -> k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgsDict:
+    """The HPA spec (HPA mode; prometheus-adapter serves the metric). Written in API form
+    like the ScaledObject and converted once to the snake_case keys pulumi_kubernetes'
+    typed args expect; the only map keyed by data, `matchLabels`, has the key `queue`,
+    which the conversion leaves as it is."""
+    bounds = intent.bounds
+    spec = {
+        "scaleTargetRef": _target(deployment),
+        "minReplicas": bounds.min_replicas,
+        "maxReplicas": bounds.max_replicas,
+        "metrics": [
+            {
+                "type": "External",
+                "external": {
+                    "metric": {
+                        "name": METRIC,
+                        "selector": {"matchLabels": {"queue": intent.queue}},
+                    },
+                    "target": {
+                        "type": "AverageValue",
+                        "averageValue": str(bounds.backlog_per_replica),
+                    },
+                },
+            }
+        ],
+        "behavior": intent.behavior,
+    }
+    return cast(k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgsDict, _snake_keys(spec))
 
 
 def _snake_keys(value: Any) -> Any:
@@ -105,6 +152,40 @@ def _snake_keys(value: Any) -> Any:
     if isinstance(value, list):
         return [_snake_keys(v) for v in value]
     return value
+
+
+def scaled_object_spec(
+    intent: ScalingIntent,
+    cfg: AutoscalerConfig,
+    deployment: pulumi.Input[str],
+    namespace_name: str,
+) -> dict[str, Any]:
+    """The KEDA ScaledObject spec (KEDA mode): the same intent, KEDA polling Prometheus
+    itself, fail-safe on a missing metric (`fail_safe`)."""
+    bounds = intent.bounds
+    trigger_safety, fallback = fail_safe(bounds)
+    return {
+        "scaleTargetRef": _target(deployment),
+        "minReplicaCount": bounds.min_replicas,
+        "maxReplicaCount": bounds.max_replicas,
+        "pollingInterval": cfg.polling_interval,
+        "cooldownPeriod": cfg.scale_down_stabilization,
+        "fallback": fallback,
+        "advanced": {"horizontalPodAutoscalerConfig": {"behavior": intent.behavior}},
+        "triggers": [
+            {
+                "type": "prometheus",
+                "metricType": "AverageValue",
+                "metadata": {
+                    "serverAddress": cfg.prometheus_url,
+                    "query": queue_length_query(intent.queue, namespace_name),
+                    "threshold": str(bounds.backlog_per_replica),
+                    "activationThreshold": "0",
+                    **trigger_safety,
+                },
+            }
+        ],
+    }
 
 
 class QueueAutoscaler(pulumi.ComponentResource):
@@ -125,73 +206,22 @@ class QueueAutoscaler(pulumi.ComponentResource):
         super().__init__("celery-fleet:k8s:QueueAutoscaler", resource_name, None, opts)
         name = autoscaler_name(queue.name)
         labels = app_labels("celery-worker", name, "autoscaler")
+        intent = scaling_intent(queue, cfg)
         if cfg.mode == "hpa":
             k8s.autoscaling.v2.HorizontalPodAutoscaler(
                 resource_name,
                 metadata={"name": name, "namespace": namespace, "labels": labels},
-                spec={
-                    "scale_target_ref": {
-                        "api_version": "apps/v1",
-                        "kind": "Deployment",
-                        "name": deployment,
-                    },
-                    "min_replicas": queue.min_replicas,
-                    "max_replicas": queue.max_replicas,
-                    "metrics": [
-                        {
-                            "type": "External",
-                            "external": {
-                                "metric": {
-                                    "name": METRIC,
-                                    "selector": {"match_labels": {"queue": queue.name}},
-                                },
-                                "target": {
-                                    "type": "AverageValue",
-                                    "average_value": str(queue.backlog_per_replica),
-                                },
-                            },
-                        }
-                    ],
-                    "behavior": hpa_behavior(cfg),
-                },
+                spec=hpa_spec(intent, deployment),
                 opts=mode_switch_options(self, SCALED_OBJECT_TYPE),
             )
             self.kind = pulumi.Output.from_input("HorizontalPodAutoscaler")
         else:
-            trigger_safety, fallback = fail_safe(queue)
             k8s.apiextensions.CustomResource(
                 resource_name,
                 api_version="keda.sh/v1alpha1",
                 kind="ScaledObject",
                 metadata={"name": name, "namespace": namespace, "labels": labels},
-                spec={
-                    "scaleTargetRef": {
-                        "apiVersion": "apps/v1",
-                        "kind": "Deployment",
-                        "name": deployment,
-                    },
-                    "minReplicaCount": queue.min_replicas,
-                    "maxReplicaCount": queue.max_replicas,
-                    "pollingInterval": cfg.polling_interval,
-                    "cooldownPeriod": cfg.scale_down_stabilization,
-                    "fallback": fallback,
-                    "advanced": {
-                        "horizontalPodAutoscalerConfig": {"behavior": scaling_behavior(cfg)}
-                    },
-                    "triggers": [
-                        {
-                            "type": "prometheus",
-                            "metricType": "AverageValue",
-                            "metadata": {
-                                "serverAddress": cfg.prometheus_url,
-                                "query": queue_length_query(queue.name, namespace_name),
-                                "threshold": str(queue.backlog_per_replica),
-                                "activationThreshold": "0",
-                                **trigger_safety,
-                            },
-                        }
-                    ],
-                },
+                spec=scaled_object_spec(intent, cfg, deployment, namespace_name),
                 opts=mode_switch_options(self, HPA_TYPE),
             )
             self.kind = pulumi.Output.from_input("ScaledObject")

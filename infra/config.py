@@ -81,7 +81,10 @@ MIN_CHILD_MEMORY_KB = 10_000
 
 class QueueConfig(ConfigModel):
     """One catalog queue with this stack's overrides applied (`queues.<name>` in YAML).
-    `spec` is the catalog entry with the stack's replicas and backlog target in it."""
+
+    The stack's replica bounds and backlog target are held once, in the three fields below;
+    `autoscaling` (read by the autoscaler) and `spec` (the catalog entry with them in it,
+    read by the alert rules) are both derived from them, so the two cannot disagree."""
 
     min_replicas: Count
     max_replicas: Positive
@@ -89,7 +92,8 @@ class QueueConfig(ConfigModel):
     resources: Resources
     # Placement and pod annotations of this pool, over the stack's `pods`.
     pods: PodSettings = PodSettings()
-    _spec: QueueSpec = PrivateAttr()
+    # The catalog entry as the catalog defines it; `spec` puts this stack's autoscaling in.
+    _catalog_spec: QueueSpec = PrivateAttr()
 
     @model_validator(mode="before")
     @classmethod
@@ -124,29 +128,32 @@ class QueueConfig(ConfigModel):
             raise key_error(
                 "resources", f"memoryLimit is too small for concurrency {spec.concurrency}"
             )
-        auto = Autoscaling(self.min_replicas, self.max_replicas, self.backlog_per_replica)
-        self._spec = dataclasses.replace(spec, autoscaling=auto)
+        self._catalog_spec = spec
         return self
 
     def _child_memory_kb(self, spec: QueueSpec) -> int:
         return int(self.resources.memory_limit_mib * 1024 * CHILD_MEMORY_SHARE) // spec.concurrency
 
     @property
+    def autoscaling(self) -> Autoscaling:
+        return Autoscaling(self.min_replicas, self.max_replicas, self.backlog_per_replica)
+
+    @property
     def spec(self) -> QueueSpec:
-        return self._spec
+        return dataclasses.replace(self._catalog_spec, autoscaling=self.autoscaling)
 
     @property
     def name(self) -> str:
-        return self._spec.name
+        return self._catalog_spec.name
 
     @property
     def termination_grace_seconds(self) -> int:
-        return self._spec.hard_time_limit + GRACE_MARGIN_SECONDS
+        return self._catalog_spec.hard_time_limit + GRACE_MARGIN_SECONDS
 
     @property
     def max_memory_per_child_kb(self) -> int:
         # Leave the main process its share so the pod recycles children before the OOM kill.
-        return self._child_memory_kb(self._spec)
+        return self._child_memory_kb(self._catalog_spec)
 
 
 def _worker_resources(spec: QueueSpec) -> Resources:

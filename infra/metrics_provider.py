@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import pulumi
 import pulumi_kubernetes as k8s
 
+from dashboards.promql import exporter_gauge
 from infra.autoscaler import METRIC
 from infra.config import AutoscalerConfig
 
@@ -43,7 +44,9 @@ def adapter_values(prometheus_url: str) -> dict[str, Any]:
                     "seriesQuery": f'{METRIC}{{queue!=""}}',
                     "resources": {"overrides": {"namespace": {"resource": "namespace"}}},
                     "name": {"as": METRIC},
-                    "metricsQuery": "max by (queue) (<<.Series>>{<<.LabelMatchers>>})",
+                    # The adapter fills in the Go-template placeholders; the reduction is
+                    # the dashboards' so the HPA scales on the backlog they show.
+                    "metricsQuery": exporter_gauge("<<.Series>>", "<<.LabelMatchers>>"),
                 }
             ],
         },

@@ -8,10 +8,10 @@ from typing import Any
 from infra_harness import run_stack, stack_result
 from infra_manifests import manifests
 
-from infra.autoscaler import scaling_behavior
+from infra.autoscaler import ScalingIntent, hpa_spec, scaled_object_spec, scaling_behavior
 from infra.config_sections import AutoscalerConfig
 from service.catalog.naming import worker_deployment_name
-from service.catalog.queues import CATALOG
+from service.catalog.queues import CATALOG, Autoscaling
 
 KEDA = '{"mode": "keda", "prometheusUrl": "http://prometheus:9090", "installProvider": true}'
 
@@ -51,3 +51,24 @@ def test_the_scale_down_window_is_the_stacks() -> None:
     assert scaling_behavior(cfg)["scaleDown"]["stabilizationWindowSeconds"] == 42
     prod = behaviors(stack_result("prod")["resources"], "ScaledObject")
     assert all(b["scaleDown"]["stabilizationWindowSeconds"] == 300 for b in prod.values())
+
+
+def test_one_intent_renders_the_same_bounds_target_and_behaviour_in_both_kinds() -> None:
+    cfg = AutoscalerConfig.model_validate({"mode": "keda", "prometheusUrl": "http://p:9090"})
+    intent = ScalingIntent("email", Autoscaling(0, 7, 9), scaling_behavior(cfg))
+    hpa: Any = hpa_spec(intent, "celery-worker-email")
+    keda = scaled_object_spec(intent, cfg, "celery-worker-email", "celery")
+    assert (hpa["min_replicas"], hpa["max_replicas"]) == (0, 7)
+    assert (keda["minReplicaCount"], keda["maxReplicaCount"]) == (0, 7)
+    assert hpa["metrics"][0]["external"]["target"]["average_value"] == "9"
+    assert keda["triggers"][0]["metadata"]["threshold"] == "9"
+    assert hpa["metrics"][0]["external"]["metric"]["selector"] == {
+        "match_labels": {"queue": "email"}
+    }
+    assert keda["advanced"]["horizontalPodAutoscalerConfig"]["behavior"] == intent.behavior
+    assert hpa["behavior"]["scale_down"]["stabilization_window_seconds"] == 300
+    assert hpa["scale_target_ref"] == {
+        "api_version": "apps/v1",
+        "kind": "Deployment",
+        "name": "celery-worker-email",
+    }

@@ -11,7 +11,7 @@ from infra_manifests import manifests, pod_spec
 
 from infra.config import GRACE_MARGIN_SECONDS, InClusterRedisConfig, parse_config
 from infra.config_reader import InfraConfigError
-from service.catalog.queues import CATALOG
+from service.catalog.queues import CATALOG, Autoscaling
 
 BASE: dict[str, Any] = {
     "image": "registry.example/celery-fleet:1",
@@ -49,6 +49,9 @@ def test_overrides_apply_per_queue() -> None:
     )
     email = cfg.queue("email")
     assert (email.min_replicas, email.max_replicas, email.backlog_per_replica) == (3, 7, 9)
+    # The autoscaler and the alert rules read one copy of the overridden values.
+    assert email.autoscaling == email.spec.autoscaling == Autoscaling(3, 7, 9)
+    assert cfg.catalog.get("email").autoscaling == email.autoscaling
 
 
 @pytest.mark.parametrize(
