@@ -185,7 +185,7 @@ class RedisClusterUnderTest:
         return [node for node in self.nodes if node.alive()]
 
     def client(self) -> RedisCluster:
-        return RedisCluster.from_url(self.plain_url, socket_timeout=5)
+        return RedisCluster.from_url(self.plain_url, socket_timeout=15)  # above the tests' WAIT ... 5000
 
     def primary_for(self, key: str) -> ClusterNode:
         """The live primary that serves `key`'s slot now (asked of the nodes themselves)."""
