@@ -185,7 +185,8 @@ class RedisClusterUnderTest:
         return [node for node in self.nodes if node.alive()]
 
     def client(self) -> RedisCluster:
-        return RedisCluster.from_url(self.plain_url, socket_timeout=15)  # above the tests' WAIT ... 5000
+        # Above the 5 s the tests' WAIT may block for (5 s each raced under load).
+        return RedisCluster.from_url(self.plain_url, socket_timeout=15)
 
     def primary_for(self, key: str) -> ClusterNode:
         """The live primary that serves `key`'s slot now (asked of the nodes themselves)."""
