@@ -1,6 +1,7 @@
 """Redis config beyond the broker's shape: the day-2 operation of ElastiCache (alarms, logs,
 windows, snapshots, protection, encryption key, AUTH token rotation) and the `external`
-mode (a Redis the stack does not manage, its URL a Pulumi secret)."""
+mode (a Redis the stack does not manage, its URL a Pulumi secret); the AWS network keys every
+ElastiCache mode shares."""
 
 from __future__ import annotations
 
@@ -113,3 +114,11 @@ class ExternalRedisConfig(ConfigModel):
     mode: Literal["external"]
     # Shown in the stack's outputs and runbooks instead of the URL (which holds a password).
     host: Annotated[str, Field(min_length=1)]
+
+
+class AwsNetwork(ConfigModel):
+    """Where an ElastiCache endpoint lives and who may reach it (the EKS node SG only)."""
+
+    vpc_id: str = Field(min_length=1)
+    subnet_ids: tuple[str, ...] = Field(min_length=1)
+    node_security_group_id: str = Field(min_length=1)

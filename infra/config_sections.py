@@ -21,7 +21,7 @@ from infra.config_reader import (
     key_error,
     memory_mib,
 )
-from infra.config_redis import ElastiCacheOps
+from infra.config_redis import AwsNetwork, ElastiCacheOps
 
 AutoscalerMode = Literal["hpa", "keda"]
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
@@ -79,13 +79,11 @@ class InClusterRedisConfig(ConfigModel):
         return data
 
 
-class ElastiCacheConfig(ElastiCacheOps):
-    """`redis` in elasticache mode; the day-2 keys come from ElastiCacheOps."""
+class ElastiCacheConfig(ElastiCacheOps, AwsNetwork):
+    """`redis` in elasticache mode; the day-2 keys come from ElastiCacheOps, the network
+    keys from AwsNetwork (shared with the cluster and serverless modes)."""
 
     mode: Literal["elasticache"]
-    vpc_id: str = Field(min_length=1)
-    subnet_ids: tuple[str, ...] = Field(min_length=1)
-    node_security_group_id: str = Field(min_length=1)
     node_type: str = "cache.t4g.small"
     engine_version: Annotated[str, Field(pattern=r"^7(\.|$)")] = "7.1"
     num_cache_clusters: Positive = 1

@@ -1,5 +1,6 @@
-"""What the cluster-mode and serverless ElastiCache components share: the credential, the
-security group that admits only the EKS nodes, the subnet group, and the broker URL."""
+"""What the ElastiCache components (replication group, cluster mode, serverless) share: the
+credential, the security group that admits only the EKS nodes, the subnet group, and the
+broker URL."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
+from infra.config_redis import AwsNetwork
 from infra.names import PART_OF
-from infra.redis_cluster_config import AwsNetwork
 
 
 def tags_for(stack: str) -> dict[str, str]:

@@ -8,17 +8,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StrictBool, StrictInt, model_validator
 
-from infra.config_reader import ConfigModel, key_error
+from infra.config_reader import key_error
+from infra.config_redis import AwsNetwork
 
 Count = Annotated[StrictInt, Field(ge=0)]
-
-
-class AwsNetwork(ConfigModel):
-    """Where an ElastiCache endpoint lives and who may reach it (the EKS node SG only)."""
-
-    vpc_id: str = Field(min_length=1)
-    subnet_ids: tuple[str, ...] = Field(min_length=1)
-    node_security_group_id: str = Field(min_length=1)
 
 
 class ElastiCacheClusterConfig(AwsNetwork):

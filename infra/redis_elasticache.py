@@ -16,7 +16,8 @@ import pulumi_aws as aws
 import pulumi_random as random
 
 from infra.config import ElastiCacheConfig
-from infra.names import PART_OF, REDIS_PORT
+from infra.names import REDIS_PORT
+from infra.redis_aws_parts import node_only_security_group, tags_for
 
 PARAMETER_FAMILY = "redis7"
 LOG_TYPES = ("slow-log", "engine-log")
@@ -38,7 +39,7 @@ class ElastiCacheRedis(pulumi.ComponentResource):
     ) -> None:
         super().__init__("celery-fleet:aws:ElastiCacheRedis", resource_name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        tags = {"app.kubernetes.io/part-of": PART_OF, "stack": stack}
+        tags = tags_for(stack)
         # ElastiCache AUTH tokens forbid @, " and /; alphanumerics also keep the URL unescaped.
         # A new `authTokenRotation` value is a new keeper: a new token (the only input that
         # replaces the password; its length and alphabet never change).
@@ -49,22 +50,8 @@ class ElastiCacheRedis(pulumi.ComponentResource):
             keepers={"rotation": cfg.auth_token_rotation},
             opts=child,
         )
-        sg = aws.ec2.SecurityGroup(
-            f"{resource_name}-sg",
-            description="celery-fleet Redis: 6379 from the Kubernetes nodes only",
-            vpc_id=cfg.vpc_id,
-            ingress=[
-                {
-                    # AWS allows only a-zA-Z0-9 ._-:/()#,@[]+=&;{}!$* in rule descriptions.
-                    "description": "Redis from the cluster node security group",
-                    "protocol": "tcp",
-                    "from_port": REDIS_PORT,
-                    "to_port": REDIS_PORT,
-                    "security_groups": [cfg.node_security_group_id],
-                }
-            ],
-            tags=tags,
-            opts=child,
+        sg = node_only_security_group(
+            f"{resource_name}-sg", cfg, (REDIS_PORT, REDIS_PORT), "Redis", tags, child
         )
         subnets = aws.elasticache.SubnetGroup(
             f"{resource_name}-subnets",
