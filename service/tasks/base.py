@@ -96,9 +96,12 @@ class FleetTask(Task[Any, Any]):
             # Celery rejects WITHOUT requeue when the retry's publish fails: with Redis full
             # or gone that dropped the message. Requeue it (the transport keeps the requeue
             # until Redis takes it).
-            if not getattr(rejected, "requeue", True) and is_redis_unavailable(rejected):
+            reason = getattr(rejected, "reason", None)
+            if not getattr(rejected, "requeue", True) and (
+                is_redis_unavailable(rejected) or _closed_channel(reason)
+            ):
                 logger.warning("retry could not be published (Redis unavailable); requeued")
-                raise Reject(getattr(rejected, "reason", None), requeue=True) from None
+                raise Reject(reason, requeue=True) from None
             raise
 
     def _signature_problem(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
@@ -167,3 +170,10 @@ class FleetTask(Task[Any, Any]):
         raise Reject(
             f"dead-letter write failed ({type(failure).__name__}); requeued", requeue=True
         ) from None
+
+
+def _closed_channel(exc: object) -> bool:
+    """The retry was published on a producer channel kombu closed after an earlier Redis
+    error (its connection pool is gone: "'NoneType' object has no attribute 'client'").
+    A broker state, not the message: seen in a clean-clone run with Redis full."""
+    return isinstance(exc, AttributeError) and str(exc).startswith("'NoneType' object")

@@ -23,6 +23,7 @@ from kombu.utils.encoding import bytes_to_str
 from redis.exceptions import NoScriptError
 
 from service.catalog.naming import consumers_key
+from service.config.redis_faults import is_redis_unavailable
 from service.transport.ownership_sweep import restore_dead
 
 logger = logging.getLogger(__name__)
@@ -76,7 +77,14 @@ class Heartbeat:
                 )
                 self._thread.start()
         if new:
-            self.beat(restore=False)
+            try:
+                self.beat(restore=False)
+            except Exception as exc:
+                if not is_redis_unavailable(exc):
+                    raise
+                # Full or gone at start: the thread beats again within an interval; a worker
+                # never dies of it (its pops wait for Redis too).
+                logger.warning("first heartbeat refused (%s); the heartbeat thread retries", exc)
 
     def discard(self, queue: str, consumer: str) -> None:
         """Stop beating for `consumer` in `queue` only."""

@@ -121,7 +121,17 @@ def test_a_full_redis_makes_the_worker_back_off_and_lose_nothing(
         return set(executed(client, "oom")) | dead
 
     wanted = {str(i) for i in range(20)}
-    wait_until(lambda: accounted() == wanted, 60, message="every task ran or is in the DLQ")
+    try:
+        wait_until(lambda: accounted() == wanted, 60, message="every task ran or is in the DLQ")
+    except AssertionError:
+        missing = sorted(wanted - accounted(), key=int)
+        keys = {k.decode(): client.type(k).decode() for k in client.scan_iter("*")}
+        log = worker.log().splitlines()
+        lines = [line for line in log if any(f"'{m}'" in line for m in missing)]
+        raise AssertionError(
+            f"missing {missing}; unacked {unacked_count(client)}; list "
+            f"{client.llen('default')}; keys {keys}; its log lines: {lines[-12:]}"
+        ) from None
     wait_until(lambda: unacked_count(client) == 0, 30, message="unacked drained")
     assert worker.alive()
     assert "Unrecoverable error" not in worker.log()
