@@ -15,7 +15,8 @@ from payloads import dlq_item
 from service import app
 from service.catalog.queues import CATALOG
 from service.config.settings import get_settings
-from service.dlq.store import DLQStore, Filter
+from service.dlq.reader import Filter
+from service.dlq.writer import DLQWriter
 
 LARGE = 100_000
 SMALL = 1_000
@@ -26,49 +27,49 @@ MAX_REPLAY_RATIO = 3.0
 _replay_medians: dict[int, float] = {}
 
 
-def _fill(dlq: DLQStore, size: int) -> None:
+def _fill(dlq: DLQWriter, size: int) -> None:
     batch = 10_000
     for start in range(0, size, batch):
         items = [dlq_item(i) for i in range(start, min(start + batch, size))]
         assert dlq.add_many(items) == len(items)
 
 
-def _store(client: redis.Redis) -> DLQStore:
+def _store(client: redis.Redis) -> DLQWriter:
     # The app registers the task names the store's index keys are capped to, as in a worker.
     app.loader.import_default_modules()
     settings = get_settings()
-    return DLQStore(client, settings.priority_steps, settings.priority_sep)
+    return DLQWriter(client, settings.priority_steps, settings.priority_sep)
 
 
 @pytest.fixture(scope="module")
-def dlq_large(redis_db: Callable[[int], redis.Redis]) -> DLQStore:
+def dlq_large(redis_db: Callable[[int], redis.Redis]) -> DLQWriter:
     dlq = _store(redis_db(1))
     _fill(dlq, LARGE)
-    assert dlq.count(Filter()) == LARGE
+    assert dlq.reader.count(Filter()) == LARGE
     return dlq
 
 
 @pytest.fixture(scope="module")
-def dlq_small(redis_db: Callable[[int], redis.Redis]) -> DLQStore:
+def dlq_small(redis_db: Callable[[int], redis.Redis]) -> DLQWriter:
     # Its own database, so the 1k case really has 1k entries in every index.
     dlq = _store(redis_db(2))
     _fill(dlq, SMALL)
     return dlq
 
 
-def test_show_at_100k(benchmark: Any, dlq_large: DLQStore) -> None:
+def test_show_at_100k(benchmark: Any, dlq_large: DLQWriter) -> None:
     # `fleet dlq show ID` without --queue looks the id up in every catalog queue.
-    entry = benchmark(dlq_large.find, "id-054321", CATALOG.names)
+    entry = benchmark(dlq_large.reader.find, "id-054321", CATALOG.names)
     assert entry["args"] == [54321]
 
 
-def test_list_first_page_at_100k(benchmark: Any, dlq_large: DLQStore) -> None:
-    page = benchmark(dlq_large.page, Filter(), limit=50)
+def test_list_first_page_at_100k(benchmark: Any, dlq_large: DLQWriter) -> None:
+    page = benchmark(dlq_large.reader.page, Filter(), limit=50)
     assert [e["id"] for e in page[:2]] == ["id-099999", "id-099998"]
     assert len(page) == 50
 
 
-def _bench_replay(benchmark: Any, dlq: DLQStore, size: int) -> None:
+def _bench_replay(benchmark: Any, dlq: DLQWriter, size: int) -> None:
     """Replay a different random id each round; the setup (not timed) puts the previous one
     back, so the DLQ holds `size` entries at every replay."""
     ids = random.Random(size).sample(range(size), REPLAY_ROUNDS)
@@ -86,16 +87,16 @@ def _bench_replay(benchmark: Any, dlq: DLQStore, size: int) -> None:
     assert replayed is True
     # Each replay pushed exactly one message (one round only under --benchmark-disable).
     assert dlq.client.llen("default") == REPLAY_ROUNDS - sum(1 for _ in pending)
-    assert dlq.count(Filter()) == size - 1
+    assert dlq.reader.count(Filter()) == size - 1
     if benchmark.stats is not None:
         _replay_medians[size] = benchmark.stats.stats.median
 
 
-def test_replay_at_1k(benchmark: Any, dlq_small: DLQStore) -> None:
+def test_replay_at_1k(benchmark: Any, dlq_small: DLQWriter) -> None:
     _bench_replay(benchmark, dlq_small, SMALL)
 
 
-def test_replay_at_100k(benchmark: Any, dlq_large: DLQStore) -> None:
+def test_replay_at_100k(benchmark: Any, dlq_large: DLQWriter) -> None:
     _bench_replay(benchmark, dlq_large, LARGE)
     if SMALL not in _replay_medians or LARGE not in _replay_medians:
         pytest.skip("run with test_replay_at_1k (and benchmarks enabled) to compare")

@@ -17,7 +17,14 @@ error: ...") and a script ("... script: <sha>, on @user_script:1."); `-LOADING` 
 `-CLUSTERDOWN`, `-MASTERDOWN` their own classes. Codes redis-py leaves as a plain
 `ResponseError` keep their prefix (`BUSY`, `MISCONF`, `NOREPLICAS`). A `CLIENT PAUSE` longer
 than the socket timeout is a `TimeoutError`. kombu and Celery wrap these (OperationalError,
-Reject), so the cause chain is followed too."""
+Reject), so the cause chain is followed too.
+
+One more "not now" is kombu's, not Redis': after a Redis error kombu closes the channel, and
+`close_channel()` sets the channel's connection to None (kombu/transport/virtual/base.py).
+A later publish, poll or ack on that channel fails inside kombu with `AttributeError:
+'NoneType' object has no attribute 'client'` (seen publishing a retry with Redis full). The
+broker is the cause, not the message. The same AttributeError raised outside kombu (a task's
+own None) is the task's own fault and stays content."""
 
 from __future__ import annotations
 
@@ -83,7 +90,7 @@ def is_redis_unavailable(exc: BaseException | None) -> bool:
     """True when `exc` (or what it wraps) means Redis cannot take commands now."""
     seen = 0
     while exc is not None and seen < 8:
-        if isinstance(exc, (RedisUnavailable, *_UNAVAILABLE_TYPES)):
+        if isinstance(exc, (RedisUnavailable, *_UNAVAILABLE_TYPES)) or _closed_channel(exc):
             return True
         if isinstance(exc, redis.RedisError | OSError):
             text = str(exc)
@@ -92,6 +99,21 @@ def is_redis_unavailable(exc: BaseException | None) -> bool:
         exc = _wrapped(exc)
         seen += 1
     return False
+
+
+def _closed_channel(exc: BaseException) -> bool:
+    """kombu used a channel it had closed: its connection is None where kombu reads
+    `.client` from it, and the error is raised in kombu's own code."""
+    if not (
+        isinstance(exc, AttributeError)
+        and exc.name == "client"
+        and str(exc).startswith("'NoneType' object")
+    ):
+        return False
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and str(tb.tb_frame.f_globals.get("__name__", "")).startswith("kombu.")
 
 
 def _wrapped(exc: BaseException) -> BaseException | None:

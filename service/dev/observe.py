@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from service.catalog.queues import CATALOG
 from service.config.redis_client import RedisClient
 from service.dev.stubs import max_in_window
-from service.dlq.store import DLQStore
+from service.dlq.reader import DLQReader
 from service.tasks.analytics import EXTERNAL_CALLS_KEPT, EXTERNAL_CALLS_KEY
 
 SCRAPE_TIMEOUT = 2.0
@@ -108,7 +108,7 @@ def prometheus_alerts(base_url: str) -> list[dict[str, str]] | None:
 class Observer:
     worker_metrics_urls: list[str]
     exporter_url: str
-    dlq: DLQStore
+    dlq: DLQReader
     prometheus_url: str | None = None
     broker: RedisClient | None = None
     since: float = 0.0  # only rate-limit grants of this run count

@@ -10,11 +10,11 @@ from celery import Celery
 
 from service.catalog.queues import CATALOG
 from service.dev.workload import Designed
-from service.dlq.store import DLQStore
+from service.dlq.reader import DLQReader
 from service.errors import DLQError
 
 
-def outcome_of(item: Designed, dlq: DLQStore, app: Celery) -> dict[str, Any]:
+def outcome_of(item: Designed, dlq: DLQReader, app: Celery) -> dict[str, Any]:
     row: dict[str, Any] = {
         "path": item.path,
         "task_id": item.task_id,
@@ -42,5 +42,5 @@ def outcome_of(item: Designed, dlq: DLQStore, app: Celery) -> dict[str, Any]:
     return row | {"outcome": state.lower(), "as_designed": state == "SUCCESS"}
 
 
-def outcomes(designed: list[Designed], dlq: DLQStore, app: Celery) -> list[dict[str, Any]]:
+def outcomes(designed: list[Designed], dlq: DLQReader, app: Celery) -> list[dict[str, Any]]:
     return [outcome_of(item, dlq, app) for item in designed]

@@ -40,7 +40,7 @@ from service.dev.stack import (
 from service.dev.stubs import start_stubs
 from service.dev.view import endpoints_table, live_view, plain_lines
 from service.dev.workload import Workload
-from service.dlq.store import DLQStore
+from service.dlq.reader import DLQReader
 
 WORKER_READY_TIMEOUT = 90.0
 PLAIN_EVERY = 5.0  # seconds between blocks of plain lines (not a terminal)
@@ -67,10 +67,9 @@ def _start(run: Run) -> Stack:
     return stack
 
 
-def _dlq_store(settings: FleetSettings, broker_url: str) -> DLQStore:
+def _dlq_reader(settings: FleetSettings, broker_url: str) -> DLQReader:
     url = settings.dlq_url.get_secret_value() if settings.dlq_url else broker_url
-    client = connect(url, socket_timeout=5, socket_connect_timeout=2)
-    return DLQStore(client, settings.priority_steps, settings.priority_sep)
+    return DLQReader(connect(url, socket_timeout=5, socket_connect_timeout=2))
 
 
 def _wait_for_worker(run: Run, observer: Observer) -> bool:
@@ -146,7 +145,7 @@ def run(settings: FleetSettings, options: Options) -> int:
         from service.app_factory import create_app
 
         app = create_app(FleetSettings())
-        dlq = _dlq_store(settings, stack.broker_url)
+        dlq = _dlq_reader(settings, stack.broker_url)
         observer = Observer(
             [stack.worker_metrics_url],
             stack.exporter_url,

@@ -14,35 +14,17 @@ from typing import Any
 
 from service.catalog.queues import CATALOG
 from service.catalog.routing import queue_for_delivery
-from service.config.redis_client import broker_redis, dlq_redis
+from service.config.redis_client import broker_redis
 from service.config.settings import get_settings
 from service.dlq import listeners
+from service.dlq.access import dlq_writer
 from service.dlq.entry import DLQEntry, Envelope
 from service.dlq.keys import first_failure_key
-from service.dlq.legacy_layout import migrate_legacy_layout
 from service.dlq.reasons import Reason
 from service.dlq.safe_write import minimal_entry, safe_text, write_entry
-from service.dlq.store import DLQStore
 from service.redaction import mask_text, redact_call
 
 _FIRST_FAILURE_TTL = 7 * 86_400
-# DLQ URLs whose pre-hash-tag layout this process has migrated (service.dlq.legacy_layout).
-_migrated: set[str] = set()
-
-
-def store() -> DLQStore:
-    settings = get_settings()
-    separate = settings.dlq_redis_url != settings.broker_url.get_secret_value()
-    client = dlq_redis()
-    if settings.dlq_redis_url not in _migrated:
-        migrate_legacy_layout(client, settings.priority_sep)
-        _migrated.add(settings.dlq_redis_url)
-    return DLQStore(
-        client,
-        settings.priority_steps,
-        settings.priority_sep,
-        broker=broker_redis() if separate else None,
-    )
 
 
 def note_retry(task_id: str) -> None:
@@ -158,7 +140,7 @@ def capture_task_failure(
         envelope = task_envelope(task, request, args, kwargs, queue)
     except Exception as exc:  # arguments the JSON encoder refuses: keep the entry anyway
         envelope = {"unreplayable": safe_text(f"{type(exc).__name__}: {exc}", 300)}
-    entry["id"] = write_entry(store(), entry, envelope)
+    entry["id"] = write_entry(dlq_writer(), entry, envelope)
     listeners.dead_lettered(queue, task.name, str(reason))
 
 
@@ -190,7 +172,7 @@ def capture_message(
             "headers": headers,
             "properties": properties,
         }
-    write_entry(store(), entry, envelope)
+    write_entry(dlq_writer(), entry, envelope)
     listeners.dead_lettered(queue, entry["task_name"], str(reason))
 
 
@@ -205,7 +187,7 @@ def capture_raw(item: bytes, list_key: str, exc: BaseException) -> None:
     entry = _base_entry(entry_id, None, "(unparsed)", queue, Reason.MALFORMED_ENVELOPE, exc, now)
     entry["raw_body"] = _raw_body_view(item, settings.sensitive_keys)
     entry["raw_body_bytes"] = len(item)
-    write_entry(store(), entry, {"raw": base64.b64encode(item).decode()})
+    write_entry(dlq_writer(), entry, {"raw": base64.b64encode(item).decode()})
     listeners.dead_lettered(queue, entry["task_name"], str(Reason.MALFORMED_ENVELOPE))
 
 
@@ -234,7 +216,7 @@ def capture_minimal(
         "raw_body": _raw_body_view(raw, settings.sensitive_keys),
         "raw_body_bytes": len(raw),
     }
-    write_entry(store(), minimal_entry(entry, error), envelope or {"raw": _b64(raw)})
+    write_entry(dlq_writer(), minimal_entry(entry, error), envelope or {"raw": _b64(raw)})
     listeners.dead_lettered(queue, name, str(reason))
 
 

@@ -12,7 +12,7 @@ from rich.text import Text
 
 from service.catalog.queues import CATALOG
 from service.cli_support import error
-from service.dlq.capture import store
+from service.dlq.access import dlq_reader, dlq_writer
 from service.dlq.cli_options import (
     EntryIds,
     JsonOption,
@@ -31,8 +31,9 @@ from service.dlq.cli_views import (
     stats_table,
 )
 from service.dlq.entry import DLQEntry
+from service.dlq.parking import parked_count, parked_messages
+from service.dlq.reader import DLQReader, Filter
 from service.dlq.replay_check import registered_tasks, replay_problem
-from service.dlq.store import DLQStore, Filter
 from service.errors import DLQError
 
 dlq_cli = typer.Typer(
@@ -41,13 +42,9 @@ dlq_cli = typer.Typer(
 _progress_console = Console(stderr=True)
 
 
-def _store() -> DLQStore:
-    return store()
-
-
-def _locate(store: DLQStore, entry_id: str, queue: str | None) -> DLQEntry:
+def _locate(reader: DLQReader, entry_id: str, queue: str | None) -> DLQEntry:
     try:
-        return store.find(entry_id, (queue,) if queue else None)
+        return reader.find(entry_id, (queue,) if queue else None)
     except DLQError as exc:
         raise error(str(exc), 1) from None
 
@@ -62,13 +59,12 @@ def list_entries(
     as_json: JsonOption = False,
 ) -> None:
     """List entries, newest first."""
-    entries = [public(e) for e in _store().page(flt, offset=offset, limit=limit)]
+    reader = dlq_reader()
+    entries = [public(e) for e in reader.page(flt, offset=offset, limit=limit)]
     if as_json:
         print_json(entries)
         return
-    from service.dlq.parking import parked_count
-
-    waiting = parked_count(_store().client)
+    waiting = parked_count(reader.client)
     if waiting:
         _progress_console.print(f"{waiting} parked messages: see `fleet dlq parked`")
     if not entries:
@@ -87,7 +83,7 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """Show one entry in full."""
-    entry = public(_locate(_store(), entry_id, queue))
+    entry = public(_locate(dlq_reader(), entry_id, queue))
     if as_json:
         print_json(entry)
         return
@@ -95,16 +91,16 @@ def show(
 
 
 def _matching(
-    store: DLQStore, verb: str, ids: list[str] | None, flt: Filter, everything: bool
+    reader: DLQReader, verb: str, ids: list[str] | None, flt: Filter, everything: bool
 ) -> list[tuple[str, str]]:
     """(queue, id) pairs a bulk command acts on; says so when there are none."""
     if ids:
-        pairs = [(_locate(store, entry_id, flt.queue)["queue"], entry_id) for entry_id in ids]
+        pairs = [(_locate(reader, entry_id, flt.queue)["queue"], entry_id) for entry_id in ids]
     elif not everything and flt == Filter():
         raise error("name entry ids, a filter (--queue/--task/--reason/--since/--until), or --all")
     else:
         # Materialise ids first: the operation below removes them from the index being read.
-        pairs = [(e["queue"], e["id"]) for e in store.iter_entries(flt)]
+        pairs = [(e["queue"], e["id"]) for e in reader.iter_entries(flt)]
     if not pairs:
         console.print(f"nothing to {verb}: no entries match")
     return pairs
@@ -144,11 +140,12 @@ def replay(
     """Re-enqueue entries and remove them from the DLQ, each in one atomic step. Entries that
     cannot be replayed are refused and kept whole (exit code 1), unless --force."""
     destination = None if to_queue is None else CATALOG.get(to_queue)
-    store = _store()
-    resumed = store.resume_claims()
+    writer = dlq_writer()
+    reader = writer.reader
+    resumed = writer.resume_claims()
     if resumed:
         console.print(f"finished {resumed} replays an earlier crash interrupted")
-    pairs = _matching(store, "replay", entry_ids, flt, everything)
+    pairs = _matching(reader, "replay", entry_ids, flt, everything)
     if not pairs:
         return
 
@@ -156,15 +153,15 @@ def replay(
     refused: list[dict[str, str]] = []
 
     def one(source: str, entry_id: str) -> bool:
-        entry = store.get(source, entry_id)
+        entry = reader.get(source, entry_id)
         if entry is not None and not force:
-            problem = replay_problem(entry, store.envelope(source, entry_id), registered)
+            problem = replay_problem(entry, reader.envelope(source, entry_id), registered)
             if problem is not None:
                 refused.append({"id": entry_id, "queue": source, "why": problem})
                 return False
         if destination is None:
-            return store.replay(source, entry_id)
-        return store.replay(
+            return writer.replay(source, entry_id)
+        return writer.replay(
             source, entry_id, destination.name, destination.exchange, destination.routing_key
         )
 
@@ -185,13 +182,13 @@ def purge(
     as_json: JsonOption = False,
 ) -> None:
     """Delete entries for good (requires --yes)."""
-    store = _store()
-    pairs = _matching(store, "purge", entry_ids, flt, everything)
+    writer = dlq_writer()
+    pairs = _matching(writer.reader, "purge", entry_ids, flt, everything)
     if not pairs:
         return
     if not yes:
         raise error(f"purge would delete {len(pairs)} entries for good; add --yes to confirm")
-    done, missing = _apply(pairs, len(pairs), "purging", store.purge)
+    done, missing = _apply(pairs, len(pairs), "purging", writer.purge)
     report("purged", done, missing, as_json)
 
 
@@ -199,7 +196,7 @@ def purge(
 @redis_errors
 def stats(as_json: JsonOption = False) -> None:
     """Entry counts per queue and reason."""
-    counts = _store().stats()
+    counts = dlq_reader().stats()
     rows = [
         {"queue": queue, "reason": reason, "count": n}
         for (queue, reason), n in sorted(counts.items())
@@ -217,9 +214,7 @@ def stats(as_json: JsonOption = False) -> None:
 @redis_errors
 def parked(as_json: JsonOption = False) -> None:
     """Messages parked because the DLQ refused every form of their entry (never run again)."""
-    from service.dlq.parking import parked_messages
-
-    found = parked_messages(_store().client)
+    found = parked_messages(dlq_reader().client)
     rows = [
         {
             "field": p.field,

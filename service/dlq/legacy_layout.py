@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from service.config.redis_client import RedisClient, is_cluster, pipeline_eval
 from service.dlq.keys import DLQ_PREFIX, claims_key, entry_keys
+from service.dlq.store_scripts import FILE_ENTRY
 from service.task_names import task_label
-
-if TYPE_CHECKING:
-    from service.config.redis_client import RedisClient
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +44,13 @@ def legacy_entry_keys(queue: str, reason: str, task_name: str) -> list[str]:
     ]
 
 
-# KEYS 1-7: the old keys (legacy_entry_keys); 8-13: the new ones (keys.entry_keys)
+# KEYS 1-7: the old keys (legacy_entry_keys); 8-13: the new ones (keys.entry_keys), filed as
+# the store's ADD files them (store_scripts.FILE_ENTRY).
 # ARGV: id, old member "Q|id", old stats field "Q|R", reason
 # An id already in the new layout (re-captured after the upgrade) keeps the new entry.
-_MOVE = """
+_MOVE = (
+    FILE_ENTRY
+    + """
 local entry = redis.call('HGET', KEYS[1], ARGV[1])
 if not entry then
   redis.call('ZREM', KEYS[4], ARGV[2])
@@ -56,15 +58,7 @@ if not entry then
 end
 local score = redis.call('ZSCORE', KEYS[4], ARGV[2]) or redis.call('ZSCORE', KEYS[3], ARGV[1]) or 0
 if redis.call('HEXISTS', KEYS[8], ARGV[1]) == 0 then
-  local envelope = redis.call('HGET', KEYS[2], ARGV[1])
-  redis.call('HSET', KEYS[8], ARGV[1], entry)
-  if envelope then
-    redis.call('HSET', KEYS[9], ARGV[1], envelope)
-  end
-  redis.call('ZADD', KEYS[10], score, ARGV[1])
-  redis.call('ZADD', KEYS[11], score, ARGV[1])
-  redis.call('ZADD', KEYS[12], score, ARGV[1])
-  redis.call('HINCRBY', KEYS[13], ARGV[4], 1)
+  file_entry(8, ARGV[1], score, entry, redis.call('HGET', KEYS[2], ARGV[1]), ARGV[4], true)
 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
@@ -77,13 +71,12 @@ if redis.call('HINCRBY', KEYS[7], ARGV[3], -1) <= 0 then
 end
 return 1
 """
+)
 
 
 def migrate_legacy_layout(client: RedisClient, priority_sep: str) -> int:
     """Move every entry (and in-flight replay claim) of the old layout to the new one;
     returns how many entries moved. A no-op on Redis Cluster and when nothing is left."""
-    from service.config.redis_client import is_cluster
-
     if is_cluster(client) or not client.exists(LEGACY_GLOBAL_INDEX, LEGACY_CLAIMS_KEY):
         return 0
     _move_claims(client, priority_sep)
@@ -99,8 +92,6 @@ def migrate_legacy_layout(client: RedisClient, priority_sep: str) -> int:
 
 
 def _move_batch(client: RedisClient, members: list[str]) -> int:
-    from service.config.redis_client import pipeline_eval
-
     pairs = [member.partition("|")[::2] for member in members]
     with client.pipeline(transaction=False) as pipe:
         for queue, entry_id in pairs:

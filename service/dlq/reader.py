@@ -10,9 +10,10 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from service.catalog.queues import CATALOG
+from service.config.redis_client import RedisClient
 from service.dlq.entry import DLQEntry, Envelope
 from service.dlq.keys import (
     QUEUES_KEY,
@@ -24,9 +25,6 @@ from service.dlq.keys import (
     task_index_key,
 )
 from service.errors import DLQError
-
-if TYPE_CHECKING:
-    from service.config.redis_client import RedisClient
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from service.config.redis_faults import RedisUnavailable, is_redis_unavailable
 from service.config.settings import get_settings
 from service.dlq.entry import DLQEntry, Envelope
 from service.dlq.parking import park
-from service.dlq.store import DLQStore
+from service.dlq.writer import DLQWriter
 from service.redaction import mask_text
 
 __all__ = ["RedisUnavailable", "is_redis_unavailable", "write_entry"]
@@ -107,12 +107,12 @@ def _unavailable(exc: BaseException) -> RedisUnavailable:
     return RedisUnavailable(safe_text(f"{type(exc).__name__}: {exc}", 300))
 
 
-def write_entry(store: DLQStore, entry: DLQEntry, envelope: Envelope) -> str:
+def write_entry(writer: DLQWriter, entry: DLQEntry, envelope: Envelope) -> str:
     """Write `entry`, or its minimal form if Redis refuses the content, or park the message
     if Redis refuses that too; returns the id written (or the parked field). Raises
     RedisUnavailable when Redis cannot take any write now."""
     try:
-        store.add(json_safe(entry), _envelope_json_ok(envelope))
+        writer.add(json_safe(entry), _envelope_json_ok(envelope))
         return str(entry["id"])
     except Exception as exc:
         if is_redis_unavailable(exc):
@@ -127,7 +127,7 @@ def write_entry(store: DLQStore, entry: DLQEntry, envelope: Envelope) -> str:
         try:
             if kept is None:  # not even the envelope: keep what the operator needs to judge it
                 kept = {"unreplayable": safe_text(f"{type(failure).__name__}: {failure}", 300)}
-            store.add(fallback, kept)
+            writer.add(fallback, kept)
             return str(fallback["id"])
         except Exception as exc:
             if is_redis_unavailable(exc):
@@ -135,7 +135,7 @@ def write_entry(store: DLQStore, entry: DLQEntry, envelope: Envelope) -> str:
             failure = exc
     error = safe_text(f"{type(failure).__name__}: {failure}", 300)
     try:
-        return park(store.client, fallback, _envelope_json_ok(envelope), error)
+        return park(writer.client, fallback, _envelope_json_ok(envelope), error)
     except Exception as exc:
         if is_redis_unavailable(exc):
             raise _unavailable(exc) from exc

@@ -10,7 +10,9 @@ task never vanishes, and never spins.
 A task that fails because Redis itself is unavailable (service.config.redis_faults: down, full,
 paused, loading) did nothing wrong: it is retried with backoff (up to REDIS_RETRY_LIMIT
 times), never dead-lettered for it. When Redis refuses the retry's own publish, the message
-is requeued instead of dropped (Celery rejects it without requeue)."""
+is requeued instead of dropped (Celery rejects it without requeue), also when kombu
+published it on a channel it had closed after a Redis error (both are Redis unavailable to
+service.config.redis_faults)."""
 
 from __future__ import annotations
 
@@ -94,14 +96,11 @@ class FleetTask(Task[Any, Any]):
             return super().retry(*args, **kwargs)
         except Reject as rejected:
             # Celery rejects WITHOUT requeue when the retry's publish fails: with Redis full
-            # or gone that dropped the message. Requeue it (the transport keeps the requeue
-            # until Redis takes it).
-            reason = getattr(rejected, "reason", None)
-            if not getattr(rejected, "requeue", True) and (
-                is_redis_unavailable(rejected) or _closed_channel(reason)
-            ):
+            # or gone (or its channel closed by kombu after such an error) that dropped the
+            # message. Requeue it (the transport keeps the requeue until Redis takes it).
+            if not getattr(rejected, "requeue", True) and is_redis_unavailable(rejected):
                 logger.warning("retry could not be published (Redis unavailable); requeued")
-                raise Reject(reason, requeue=True) from None
+                raise Reject(getattr(rejected, "reason", None), requeue=True) from None
             raise
 
     def _signature_problem(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
@@ -170,10 +169,3 @@ class FleetTask(Task[Any, Any]):
         raise Reject(
             f"dead-letter write failed ({type(failure).__name__}); requeued", requeue=True
         ) from None
-
-
-def _closed_channel(exc: object) -> bool:
-    """The retry was published on a producer channel kombu closed after an earlier Redis
-    error (its connection pool is gone: "'NoneType' object has no attribute 'client'").
-    A broker state, not the message: seen in a clean-clone run with Redis full."""
-    return isinstance(exc, AttributeError) and str(exc).startswith("'NoneType' object")

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from service.config.redis_client import broker_redis
@@ -94,8 +95,6 @@ def rate_limited(run_key: str) -> None:
 @shared_task(base=FleetTask, name="service.tasks.diagnostics.busy", bind=True)
 def busy(self: FleetTask, seconds: float, run_key: str) -> str:
     """Run for `seconds` in small steps; report whether the soft time limit cut it short."""
-    from celery.exceptions import SoftTimeLimitExceeded
-
     client = broker_redis()
     deadline = time.monotonic() + seconds
     try:
@@ -112,8 +111,6 @@ def busy(self: FleetTask, seconds: float, run_key: str) -> str:
 @shared_task(base=FleetTask, name="service.tasks.diagnostics.hang")
 def hang(seconds: float, marker: str | None = None) -> float:
     """Ignore the soft time limit and keep going: only the hard limit can stop it."""
-    from celery.exceptions import SoftTimeLimitExceeded
-
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:

@@ -10,10 +10,8 @@ on Redis Cluster as on one Redis (each limit lives on one shard)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from service.config.redis_client import RedisClient
+from service.config.redis_client import RedisClient
 
 _ACQUIRE = """
 local key = KEYS[1]

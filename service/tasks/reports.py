@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import csv
 import os
 import tempfile
@@ -49,8 +50,6 @@ def generate_monthly_report(month: int, year: int) -> str:
     """Routed to low_priority by name: one row per day of the month."""
     if not 1 <= month <= 12:
         raise ValueError(f"month must be 1..12, got {month}")
-    import calendar
-
     days = calendar.monthrange(year, month)[1]
     rows = [{"date": f"{year:04d}-{month:02d}-{day:02d}", "day": day} for day in range(1, days + 1)]
     return _write_report(f"monthly-{year:04d}-{month:02d}", rows)

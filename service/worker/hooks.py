@@ -15,6 +15,7 @@ from service.catalog.naming import SENT_AT_HEADER
 from service.catalog.queues import CATALOG, PRIORITY_STEPS
 from service.catalog.routing import queue_for_delivery, tasks_served
 from service.config.settings import get_settings
+from service.dlq.parking import initialise_parked
 from service.redaction import redact_call
 from service.worker.logs import configure_logging
 from service.worker.metrics import task_metrics
@@ -158,8 +159,6 @@ def initialise_task_metrics(app: Any) -> None:
         if queue in CATALOG
         for task in tasks_served(queue, names)
     )
-    from service.dlq.parking import initialise_parked
-
     initialise_parked([queue for queue in consumed if queue in CATALOG])
 
 

@@ -117,8 +117,6 @@ task_metrics = TaskMetrics()
 
 def redelivered(queue: str, reason: str, count: int, delay: float | None = None) -> None:
     """Count `count` messages of `queue` put back for `reason` (one of REDELIVERY_REASONS)."""
-    from service.catalog.queues import CATALOG
-
     # Only catalog queues are labels (a reply or stray queue would add series).
     label = queue if queue in CATALOG else "other"
     REDELIVERED.labels(label, reason).inc(count)

@@ -12,13 +12,14 @@ from redis.cluster import RedisCluster
 from service.catalog.naming import priority_list_key, wake_key
 from service.catalog.queues import CATALOG
 from service.dlq.keys import claims_key, entries_key
-from service.dlq.store import DLQStore, Filter
+from service.dlq.reader import Filter
+from service.dlq.writer import DLQWriter
 
 
-def fill(client: RedisCluster, per_queue: int = 3) -> DLQStore:
+def fill(client: RedisCluster, per_queue: int = 3) -> DLQWriter:
     """`per_queue` entries in every catalog queue: the first through add (one script), the
     rest through add_many (one pipeline over every shard)."""
-    store = DLQStore(client)
+    store = DLQWriter(client)
     items = [
         dead_letter(queue, f"{queue}-{i}", at=1.7e9 + 10 * n + i)
         for n, queue in enumerate(CATALOG.names)
@@ -36,13 +37,13 @@ def test_store_spreads_over_primaries_and_reads_across_them(
     owners = {redis_cluster.primary_for(entries_key(q)).port for q in CATALOG.names}
     assert len(owners) > 1, "the catalog's DLQs should not all sit on one shard"
     total = 3 * len(CATALOG.names)
-    assert store.count(Filter()) == total
-    newest = store.page(Filter(), limit=4)
+    assert store.reader.count(Filter()) == total
+    newest = store.reader.page(Filter(), limit=4)
     last = CATALOG.names[-1]
     assert [e["id"] for e in newest[:3]] == [f"{last}-2", f"{last}-1", f"{last}-0"]
-    assert store.count(Filter(queue="email")) == 3
-    assert store.stats()[("email", "non_retryable_error")] == 3
-    assert store.lengths(("email", "reports")) == {"email": 3, "reports": 3}
+    assert store.reader.count(Filter(queue="email")) == 3
+    assert store.reader.stats()[("email", "non_retryable_error")] == 3
+    assert store.reader.lengths(("email", "reports")) == {"email": 3, "reports": 3}
 
 
 def test_fleet_dlq_commands_on_the_cluster(
@@ -85,14 +86,14 @@ def test_fleet_dlq_commands_on_the_cluster(
 def test_a_priority_sub_list_in_another_slot_is_replayed_through_a_claim(
     cluster_client: RedisCluster,
 ) -> None:
-    store = DLQStore(cluster_client)
+    store = DLQWriter(cluster_client)
     entry, message = dead_letter("email", "urgent")
     message["properties"]["priority"] = 6
     store.add(entry, message)
     assert store.replay("email", "urgent") is True
     assert cluster_client.llen(priority_list_key("email", 6)) == 1
     assert cluster_client.hlen(claims_key("email")) == 0
-    assert store.count(Filter()) == 0
+    assert store.reader.count(Filter()) == 0
 
 
 def test_dlq_survives_a_graceful_failover(private_cluster: RedisClusterUnderTest) -> None:
@@ -100,7 +101,7 @@ def test_dlq_survives_a_graceful_failover(private_cluster: RedisClusterUnderTest
     store = fill(client, per_queue=5)
     private_cluster.graceful_failover(entries_key("email"))
     # The same client follows MOVED to the promoted replica; nothing acknowledged is lost.
-    assert store.count(Filter()) == 5 * len(CATALOG.names)
+    assert store.reader.count(Filter()) == 5 * len(CATALOG.names)
     assert store.replay("email", "email-4") is True
     listed = fleet(private_cluster.url, "dlq", "list", "--queue", "email", "--json")
     assert [e["id"] for e in json.loads(listed.stdout)] == [

@@ -17,7 +17,7 @@ from redis.crc import key_slot
 from service.catalog.naming import SENT_AT_HEADER, priority_list_key
 from service.catalog.queues import CATALOG
 from service.config.redis_client import connect
-from service.dlq.store import DLQStore
+from service.dlq.writer import DLQWriter
 from service.exporter.queue_stats import read_queue_stats
 from service.tasks.ratelimit import ClusterRateLimiter, limit_keys
 
@@ -71,7 +71,7 @@ def test_exporter_counts_every_queue_on_every_shard(
             for i in range(n + 1):
                 cluster_client.lpush(key, _message(f"{spec.name}-{step}-{i}", now - 60 - n))
         expected[spec.name] = (n + 1) * len(steps)
-    store = DLQStore(cluster_client)
+    store = DLQWriter(cluster_client)
     store.add(*dead_letter("email", "dead-1"))
     store.add(*dead_letter("email", "dead-2"))
     # In process: one script per slot, the same numbers as on one Redis

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from service.catalog.queues import CATALOG
 from service.cli import _register_subcommands, cli
 from service.dlq.cli_options import QUEUE_NAMES, REASON_NAMES, filter_options
+from service.dlq.reader import Filter
 from service.dlq.reasons import Reason
-from service.dlq.store import Filter
 
 runner = CliRunner()
 _register_subcommands()

@@ -15,8 +15,8 @@ from envelopes import envelope
 from harness import free_port, unacked_count, wait_until
 
 from service.catalog.naming import unacked_key
-from service.dlq.capture import store
-from service.dlq.store import Filter
+from service.dlq.access import dlq_reader
+from service.dlq.reader import Filter
 
 FAIL = "service.tasks.diagnostics.fail"
 # Runs are counted from Celery's "received" log lines.
@@ -30,7 +30,7 @@ def test_a_failure_with_non_finite_float_arguments_is_dead_lettered_once(
     worker = worker_factory("default", env=LOG_TASKS)
     result = celery_app.send_task(FAIL, args=[math.inf])
     # Then it is in the DLQ (the non-finite value shown as text), once, and not rerun
-    dlq = store()
+    dlq = dlq_reader()
     wait_until(lambda: dlq.count(Filter()) == 1, 20, message="entry")
     entry = dlq.find(result.id, ("default",))
     assert entry["args"] == ["inf"]
@@ -46,7 +46,7 @@ def test_an_entry_redis_refuses_falls_back_to_a_minimal_entry(
     # Given an entry for id "dup" from one task...
     worker = worker_factory("default", env=LOG_TASKS)
     first = celery_app.send_task(FAIL, args=["one"], task_id="dup")
-    dlq = store()
+    dlq = dlq_reader()
     wait_until(lambda: dlq.count(Filter()) == 1, 20, message="first entry")
     # ...when a message of another task with the same id fails
     celery_app.send_task("service.tasks.diagnostics.until_fixed", args=["zz"], task_id="dup")

@@ -12,8 +12,8 @@ from harness import wait_until
 from typer.testing import CliRunner
 
 from service.cli import _register_subcommands, cli
-from service.dlq.capture import store
-from service.dlq.store import Filter
+from service.dlq.access import dlq_reader, dlq_writer
+from service.dlq.reader import Filter
 
 runner = CliRunner()
 _register_subcommands()
@@ -33,7 +33,7 @@ def test_exhausted_retries_land_once_and_replay_runs_again(
     with pytest.raises(Exception, match="attempt 3 failed"):
         result.get(timeout=40)
     # Then it is in the DLQ exactly once, with its retry count and history
-    dlq = store()
+    dlq = dlq_reader()
     wait_until(lambda: dlq.count(Filter()) == 1, 10, message="entry")
     entry = dlq.find(result.id, ("default",))
     assert entry["reason"] == "max_retries_exceeded"
@@ -59,7 +59,7 @@ def test_replay_after_fix_runs_once_and_keeps_masked_secrets(
     )
     with pytest.raises(Exception, match="not fixed yet"):
         result.get(timeout=20)
-    dlq = store()
+    dlq = dlq_reader()
     wait_until(lambda: dlq.count(Filter()) == 1, 10, message="entry")
     # Then the entry, the CLI and the worker log never show the password
     shown = fleet("dlq", "show", result.id, "--json")
@@ -90,7 +90,7 @@ def test_hard_time_limit_kill_is_dead_lettered(
     result = celery_app.send_task("service.tasks.diagnostics.hang", args=[5])
     with pytest.raises(Exception, match="TimeLimitExceeded"):
         result.get(timeout=20)
-    dlq = store()
+    dlq = dlq_reader()
     wait_until(lambda: dlq.count(Filter(reason="time_limit_exceeded")) == 1, 10, message="entry")
     assert dlq.find(result.id, ("default",))["task_name"] == "service.tasks.diagnostics.hang"
 
@@ -121,7 +121,7 @@ def test_failed_dlq_write_requeues_instead_of_acking(
 
 def test_cli_filters_purge_and_errors(redis_client: redis.Redis) -> None:
     # Given entries written directly
-    dlq = store()
+    dlq = dlq_reader()
     for i in range(30):
         entry = {
             "id": f"e{i}",
@@ -135,7 +135,9 @@ def test_cli_filters_purge_and_errors(redis_client: redis.Redis) -> None:
             "kwargs": {"token": "abc"},
             "args": [],
         }
-        dlq.add(entry, {"headers": {}, "properties": {"delivery_tag": f"d{i}"}, "body": ""})
+        dlq_writer().add(
+            entry, {"headers": {}, "properties": {"delivery_tag": f"d{i}"}, "body": ""}
+        )
     # Then filters combine
     out = json.loads(fleet("dlq", "list", "--queue", "email", "--task", "t.1", "--json").output)
     assert {e["id"] for e in out} == {f"e{i}" for i in range(30) if i % 2 and i % 3 == 1}

@@ -22,8 +22,8 @@ from harness import unacked_count, wait_until
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from service.dlq.capture import store
-from service.dlq.store import Filter
+from service.dlq.access import dlq_reader
+from service.dlq.reader import Filter
 from service.transport.channel import QUARANTINE_KEY
 
 EXAMPLES = int(os.environ.get("FLEET_FUZZ_EXAMPLES", "40"))
@@ -61,7 +61,7 @@ def _runs(client: redis.Redis) -> dict[str, int]:
 
 
 def _dead_lettered_text() -> str:
-    return "\n".join(json.dumps(e) for e in store().iter_entries(Filter()))
+    return "\n".join(json.dumps(e) for e in dlq_reader().iter_entries(Filter()))
 
 
 def _outcome(case: Case, runs: dict[str, int], dlq_text: str) -> tuple[int, bool]:
@@ -107,7 +107,7 @@ def test_mutated_envelopes_under_redis_faults_end_in_the_dlq_or_run(
         stop.set()
         injector.join(10)
         redis_client.config_set("maxmemory", 0)
-    degraded = [e["id"] for e in store().iter_entries(Filter()) if e.get("minimal")]
+    degraded = [e["id"] for e in dlq_reader().iter_entries(Filter()) if e.get("minimal")]
     assert not degraded, f"entries degraded by a transient fault: {degraded}"
 
 

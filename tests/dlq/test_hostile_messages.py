@@ -10,7 +10,7 @@ import redis
 from harness import unacked_count, wait_until
 from hostile import HOSTILE, NOOP
 
-from service.dlq.capture import store
+from service.dlq.access import dlq_reader
 
 
 def test_every_hostile_message_is_dead_lettered_and_the_worker_survives(
@@ -19,7 +19,7 @@ def test_every_hostile_message_is_dead_lettered_and_the_worker_survives(
     for _, raw in HOSTILE.values():
         redis_client.lpush("default", raw)
     worker = worker_factory("default")
-    dlq = store()
+    dlq = dlq_reader()
 
     def missing() -> list[str]:
         return [name for name, (tid, _) in HOSTILE.items() if dlq.get("default", tid) is None]

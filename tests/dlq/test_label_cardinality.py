@@ -13,9 +13,9 @@ from harness import wait_until
 from typer.testing import CliRunner
 
 from service.cli import _register_subcommands, cli
-from service.dlq.capture import store
+from service.dlq.access import dlq_reader
 from service.dlq.keys import task_index_key
-from service.dlq.store import Filter
+from service.dlq.reader import Filter
 
 NAMES = 300
 
@@ -26,7 +26,7 @@ def test_unknown_task_names_share_one_label_and_one_index(
     for i in range(NAMES):
         redis_client.lpush("default", envelope(f"junk.task.{i}", call_body(i), task_id=f"j{i}"))
     worker = worker_factory("default")
-    dlq = store()
+    dlq = dlq_reader()
     wait_until(lambda: dlq.count(Filter()) == NAMES, 60, message="all dead-lettered")
     # One shared index key, not one per name
     task_indexes = redis_client.keys("fleet:dlq:*:by-task:*")

@@ -9,8 +9,8 @@ import pytest
 import redis
 from envelopes import call_body, envelope
 
-from service.dlq.capture import store
-from service.dlq.store import Filter
+from service.dlq.access import dlq_reader, dlq_writer
+from service.dlq.reader import Filter
 
 # The store caps task names in its index keys to the tasks the app registers: build the app,
 # as a worker and `fleet dlq` do.
@@ -43,10 +43,10 @@ def entries(n: int) -> list[tuple[dict[str, Any], dict[str, Any]]]:
 
 def test_show_replay_and_list_at_100k(redis_client: redis.Redis) -> None:
     # Given 100k entries written directly
-    dlq = store()
+    dlq = dlq_reader()
     items = entries(SIZE)
     for start in range(0, SIZE, 10_000):
-        assert dlq.add_many(items[start : start + 10_000]) == 10_000
+        assert dlq_writer().add_many(items[start : start + 10_000]) == 10_000
     assert dlq.count(Filter()) == SIZE
     assert dlq.stats() == {
         ("default", "non_retryable_error"): 90_000,
@@ -55,8 +55,8 @@ def test_show_replay_and_list_at_100k(redis_client: redis.Redis) -> None:
     # Then one entry in the middle is found and shown
     assert dlq.find("id-054321", ("default",))["args"] == [54321]
     # And replay by id moves exactly that one message, once
-    assert dlq.replay("default", "id-054321") is True
-    assert dlq.replay("default", "id-054321") is False
+    assert dlq_writer().replay("default", "id-054321") is True
+    assert dlq_writer().replay("default", "id-054321") is False
     assert redis_client.llen("default") == 1
     pushed = json.loads(redis_client.lindex("default", 0))
     assert pushed["headers"]["id"] == "id-054321"

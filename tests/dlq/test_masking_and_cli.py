@@ -22,9 +22,9 @@ from harness import REPO, free_port, wait_until
 from typer.testing import CliRunner
 
 from service.cli import _register_subcommands, cli
-from service.dlq.capture import store
+from service.dlq.access import dlq_reader, dlq_writer
 from service.dlq.keys import entries_key, envelopes_key
-from service.dlq.store import Filter
+from service.dlq.reader import Filter
 
 runner = CliRunner()
 _register_subcommands()
@@ -53,7 +53,7 @@ def test_secrets_in_arguments_bodies_and_exceptions_are_never_shown(
     raised = celery_app.send_task(
         "service.tasks.diagnostics.fail", args=[f"login failed: password={SECRET}"]
     )
-    dlq = store()
+    dlq = dlq_reader()
     wait_until(lambda: dlq.count(Filter()) == 3, 30, message="three entries")
     by_id = {e["id"]: e for e in dlq.page(Filter())}
     assert by_id[positional.id]["args"] == ["pos", "***"]
@@ -94,7 +94,6 @@ MARKUP = "[/bold]"
 
 
 def test_markup_in_message_data_is_shown_as_text(redis_client: redis.Redis) -> None:
-    dlq = store()
     entry = {
         "id": "[red]id[/red]",
         "task_id": "[red]id[/red]",
@@ -109,7 +108,7 @@ def test_markup_in_message_data_is_shown_as_text(redis_client: redis.Redis) -> N
         "args": ["[/]"],
         "kwargs": {},
     }
-    dlq.add(entry, {"headers": {}, "properties": {"delivery_tag": "t"}, "body": ""})
+    dlq_writer().add(entry, {"headers": {}, "properties": {"delivery_tag": "t"}, "body": ""})
     listed = fleet("dlq", "list")
     assert listed.exit_code == 0, listed.output
     assert MARKUP in listed.output and "[/]" in listed.output

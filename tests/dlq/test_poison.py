@@ -11,8 +11,8 @@ import redis
 from envelopes import call_body, envelope
 from harness import wait_until
 
-from service.dlq.capture import store
-from service.dlq.store import Filter
+from service.dlq.access import dlq_reader
+from service.dlq.reader import Filter
 
 NOOP = "service.tasks.diagnostics.noop"
 
@@ -41,7 +41,7 @@ def test_each_poison_kind_is_dead_lettered_and_the_worker_keeps_going(
         redis_client.lpush("default", raw)
     # When a worker (body limit 2 KiB) consumes the queue
     worker = worker_factory("default", env={"FLEET_MAX_BODY_BYTES": "2048"})
-    dlq = store()
+    dlq = dlq_reader()
     wait_until(lambda: dlq.count(Filter()) >= len(POISON), 30, message="all poison captured")
     # Then each is in the DLQ with the right reason, nothing else, nothing lost
     expected: dict[str, int] = {}
@@ -66,7 +66,7 @@ def test_a_replayed_unknown_task_runs_after_the_fix_is_deployed(
     raw = envelope(NOOP, call_body("late"), task_id="late-task")
     redis_client.lpush("default", raw.replace(NOOP.encode(), b"service.tasks.old.noop"))
     worker_factory("default")
-    dlq = store()
+    dlq = dlq_reader()
     wait_until(lambda: dlq.count(Filter(reason="unknown_task")) == 1, 20, message="capture")
     entry = dlq.find("late-task", ("default",))
     assert entry["task_name"] == "service.tasks.old.noop"
@@ -78,7 +78,7 @@ def test_content_types_other_than_json_are_refused(
 ) -> None:
     redis_client.lpush("default", envelope(NOOP, b"anything", content_type=content_type))
     worker_factory("default")
-    dlq = store()
+    dlq = dlq_reader()
     wait_until(
         lambda: dlq.count(Filter(reason="content_type_rejected")) == 1, 20, message="capture"
     )

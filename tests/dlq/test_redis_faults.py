@@ -21,10 +21,10 @@ from service.catalog.naming import wake_key
 from service.cli import _register_subcommands, cli
 from service.config.redis_client import SOCKET_TIMEOUT_SECONDS
 from service.config.redis_faults import RedisUnavailable, is_redis_unavailable
-from service.dlq.capture import store
+from service.dlq.access import dlq_reader, dlq_writer
 from service.dlq.keys import PARKED_KEY, entries_key
+from service.dlq.reader import Filter
 from service.dlq.safe_write import write_entry
-from service.dlq.store import Filter
 
 runner = CliRunner()
 _register_subcommands()
@@ -119,17 +119,17 @@ def _entry(entry_id: str, task_name: str = "service.tasks.diagnostics.fail") -> 
 def test_a_dlq_write_under_a_full_redis_waits_instead_of_degrading(full: redis.Redis) -> None:
     # When Redis is full, the write raises RedisUnavailable (the caller keeps the message)
     with pytest.raises(RedisUnavailable):
-        write_entry(store(), _entry("t-1"), {"headers": {"task": "x"}})
+        write_entry(dlq_writer(), _entry("t-1"), {"headers": {"task": "x"}})
     # Then no degraded (minimal) entry was written for a transient fault
     full.config_set("maxmemory", 0)
-    assert store().count(Filter()) == 0
+    assert dlq_reader().count(Filter()) == 0
 
 
 def test_an_entry_refused_in_every_form_is_parked(redis_client: redis.Redis) -> None:
     # Given a foreign value at the queue's entries key (every DLQ write for it fails)
     redis_client.set(entries_key("default"), "not a hash")
     # When an entry is written
-    field = write_entry(store(), _entry("t-2"), {"headers": {"task": "x"}})  # type: ignore[arg-type]
+    field = write_entry(dlq_writer(), _entry("t-2"), {"headers": {"task": "x"}})  # type: ignore[arg-type]
     # Then the message is parked where `fleet dlq parked` shows it
     parked = json.loads(redis_client.hget(PARKED_KEY, field) or b"{}")
     assert parked["id"].startswith("t-2") and parked["envelope"] == {"headers": {"task": "x"}}
@@ -164,14 +164,14 @@ def test_publish_with_a_foreign_value_at_the_wake_key_succeeds_once(
 def test_replay_refuses_what_it_cannot_replay_and_keeps_it(
     redis_client: redis.Redis, entry_extra: dict[str, Any], envelope: Any, why: str
 ) -> None:
-    dlq = store()
+    dlq = dlq_reader()
     entry = {**_entry("r-1"), **entry_extra}
     envelope = envelope or {
         "headers": {"task": "service.tasks.diagnostics.fail", "id": "r-1"},
         "properties": {"delivery_tag": "t", "priority": 0},
         "body": "",
     }
-    dlq.add(entry, envelope)  # type: ignore[arg-type]
+    dlq_writer().add(entry, envelope)  # type: ignore[arg-type]
     before = dlq.get("default", "r-1")
     result = runner.invoke(cli, ["dlq", "replay", "r-1"])
     assert result.exit_code == 1, result.output

@@ -13,9 +13,9 @@ from harness import unacked_count, wait_until
 
 from service.app_factory import create_app
 from service.config.settings import FleetSettings
-from service.dlq.capture import store
+from service.dlq.access import dlq_reader
 from service.dlq.keys import entries_key, index_key
-from service.dlq.store import Filter
+from service.dlq.reader import Filter
 
 RECORD = "service.tasks.diagnostics.record"
 FAST_RECOVERY = {
@@ -99,7 +99,7 @@ def test_an_expired_message_is_dead_lettered_with_reason_expired(
     # When a worker starts
     worker_factory("default")
     # Then it is in the DLQ with reason expired, not silently dropped
-    dlq = store()
+    dlq = dlq_reader()
     wait_until(lambda: dlq.count(Filter()) == 1, 20, message="expired entry")
     entry = dlq.find(sent.id, ("default",))
     assert entry["reason"] == "expired"

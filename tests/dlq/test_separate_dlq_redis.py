@@ -11,7 +11,8 @@ import redis
 from envelopes import call_body, envelope
 
 from service.dlq.keys import claims_key
-from service.dlq.store import DLQStore, Filter
+from service.dlq.reader import Filter
+from service.dlq.writer import DLQWriter
 
 # The store caps task names in its index keys to the tasks the app registers: build the app,
 # as a worker and `fleet dlq` do.
@@ -39,7 +40,7 @@ def entry(entry_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
 def test_replay_goes_to_the_broker_not_the_dlq_redis(redis_factory: Any) -> None:
     dlq_client = redis.Redis.from_url(redis_factory().url)
     broker = redis.Redis.from_url(redis_factory().url)
-    store = DLQStore(dlq_client, broker=broker)
+    store = DLQWriter(dlq_client, broker=broker)
     store.add(*entry("a"))
     # When replayed twice
     assert store.replay("default", "a") is True
@@ -49,14 +50,14 @@ def test_replay_goes_to_the_broker_not_the_dlq_redis(redis_factory: Any) -> None
     assert json.loads(broker.lindex("default", 0))["headers"]["id"] == "a"
     assert dlq_client.exists("default") == 0
     assert dlq_client.hlen(claims_key("default")) == 0
-    assert store.count(Filter()) == 0
+    assert store.reader.count(Filter()) == 0
 
 
 def test_a_replay_interrupted_after_the_claim_is_finished_later(redis_factory: Any) -> None:
     dlq_client = redis.Redis.from_url(redis_factory().url)
     broker_server = redis_factory()
     broker = redis.Redis.from_url(broker_server.url)
-    store = DLQStore(dlq_client, broker=broker)
+    store = DLQWriter(dlq_client, broker=broker)
     store.add(*entry("b"))
     # Given the broker dies between the claim and the push
     broker_server.stop()
@@ -66,7 +67,7 @@ def test_a_replay_interrupted_after_the_claim_is_finished_later(redis_factory: A
         pass
     else:
         raise AssertionError("the push should have failed")
-    assert store.count(Filter()) == 0 and dlq_client.hlen(claims_key("default")) == 1
+    assert store.reader.count(Filter()) == 0 and dlq_client.hlen(claims_key("default")) == 1
     # When the broker is back and the next replay runs
     broker_server.start()
     assert store.resume_claims() == 1

@@ -11,8 +11,8 @@ from envelopes import call_body, envelope
 from harness import pop_script_args, unacked_count, wait_until
 
 from service.catalog.naming import consumers_key, held_key, unacked_key, wake_key
-from service.dlq.capture import store
-from service.dlq.store import Filter
+from service.dlq.access import dlq_reader
+from service.dlq.reader import Filter
 from service.transport.channel import QUARANTINE_KEY
 from service.transport.scripts import HEARTBEAT, POP_AND_TRACK, RESTORE_HELD
 
@@ -63,9 +63,9 @@ def test_a_worker_dead_letters_what_a_crashed_worker_left_quarantined(
     assert redis_client.hlen(QUARANTINE_KEY) == 1
     # When a worker starts, then it moves the item to the DLQ with its queue
     worker_factory("default")
-    wait_until(lambda: store().count(Filter()) == 1, 20, message="drained")
+    wait_until(lambda: dlq_reader().count(Filter()) == 1, 20, message="drained")
     assert redis_client.hlen(QUARANTINE_KEY) == 0
-    assert store().page(Filter(queue="default"))[0]["raw_body"] == "left behind"
+    assert dlq_reader().page(Filter(queue="default"))[0]["raw_body"] == "left behind"
 
 
 def _restore(client: redis.Redis, mode: str, tag: str, message: bytes) -> list[Any]:

@@ -13,8 +13,9 @@ from harness import pop_script_args, unacked_count, wait_until
 from test_faults import FAST_RECOVERY, executed
 
 from service.catalog.naming import wake_key
-from service.dlq.capture import store
-from service.dlq.store import DLQStore, Filter
+from service.dlq.access import dlq_reader
+from service.dlq.reader import Filter
+from service.dlq.writer import DLQWriter
 from service.transport.channel import QUARANTINE_KEY
 from service.transport.scripts import POP_AND_TRACK
 
@@ -42,7 +43,7 @@ def test_the_sweep_restores_every_other_record_when_one_is_unreadable(
     # nothing is left in unacked
     wait_until(lambda: executed(redis_client, "sweep") == {"good": 1}, 30, message="restored")
     wait_until(lambda: unacked_count(redis_client) == 0, 30, message="unacked empty")
-    entries = store().page(Filter())
+    entries = dlq_reader().page(Filter())
     assert [e["reason"] for e in entries] == ["malformed_envelope"]
     assert entries[0]["raw_body"].startswith('[{"properties"')
     assert "Error in timer" not in worker.log()
@@ -89,7 +90,7 @@ def test_a_lone_surrogate_runs_once_tracked_and_leaves_nothing_behind(
     time.sleep(2)
     # Then it ran once and nothing shows up in the DLQ
     assert executed(redis_client, "surrogate") == {"x": 1}
-    assert store().count(Filter()) == 0
+    assert dlq_reader().count(Filter()) == 0
 
 
 def test_a_full_redis_makes_the_worker_back_off_and_lose_nothing(
@@ -114,10 +115,10 @@ def test_a_full_redis_makes_the_worker_back_off_and_lose_nothing(
     # Then, once Redis has room again, every task ran or, where its own write met the full
     # Redis (an exception in the task), is in the DLQ with its arguments; nothing in flight
     client.config_set("maxmemory", 0)
-    dlq = DLQStore(client)
+    dlq = DLQWriter(client)
 
     def accounted() -> set[str]:
-        dead = {str(e["args"][-1]) for e in dlq.iter_entries(Filter()) if e["args"]}
+        dead = {str(e["args"][-1]) for e in dlq.reader.iter_entries(Filter()) if e["args"]}
         return set(executed(client, "oom")) | dead
 
     wanted = {str(i) for i in range(20)}

@@ -11,7 +11,7 @@ import redis
 from exporter_harness import run_exporter
 
 from service.catalog.queues import CATALOG, Priority
-from service.dlq.capture import store
+from service.dlq.access import dlq_writer
 
 NOOP = "service.tasks.diagnostics.noop"  # routed to `default`
 EMAIL = "service.tasks.email.send_email"  # `service.tasks.email.*` -> `email`
@@ -50,7 +50,7 @@ def test_scrape_reports_every_queue_over_all_priority_sublists(
     for _ in range(2):
         celery_app.send_task(MONTHLY, priority=int(Priority.LOW))
     # ...and dead-letter entries for `reports` (3) and `email` (1)
-    dlq = store()
+    dlq = dlq_writer()
     for i in range(3):
         dlq.add(_dlq_entry("reports", i), {"headers": {}, "properties": {}, "body": ""})
     dlq.add(_dlq_entry("email", 0), {"headers": {}, "properties": {}, "body": ""})

@@ -1,6 +1,7 @@
 """Writing the dead-letter store: add, replay, purge, each one Lua script (atomic, O(log n);
-scripts in service.dlq.store_scripts, key layout in service.dlq.keys). Reads are inherited
-from service.dlq.reader.
+scripts in service.dlq.store_scripts, key layout in service.dlq.keys). The writer holds a
+reader (service.dlq.reader) for what a write must look up first: the entry a replay pushes,
+the queues whose interrupted replays it resumes.
 
 The envelope is the message as it sat in the broker list (same bytes and secrets as before it
 failed); entries shown to humans have sensitive kwargs masked."""
@@ -26,15 +27,13 @@ from service.catalog.naming import (
 from service.config.redis_client import RedisClient, is_cluster, pipeline_eval
 from service.dlq.entry import DLQEntry, Envelope
 from service.dlq.keys import QUEUES_KEY, claims_key, entries_key, entry_keys
-from service.dlq.reader import DLQReader, Filter, as_text
+from service.dlq.reader import DLQReader, as_text
 from service.dlq.store_scripts import ADD, REMOVE
 
-__all__ = ["DLQStore", "Filter"]
 
-
-class DLQStore(DLQReader):
-    """Atomic dead-letter operations on one Redis or Redis Cluster (the broker's, so replay
-    is one script whenever the destination list is in the entry's slot)."""
+class DLQWriter:
+    """Atomic dead-letter writes on one Redis or Redis Cluster (the broker's, so replay is
+    one script whenever the destination list is in the entry's slot)."""
 
     def __init__(
         self,
@@ -47,7 +46,8 @@ class DLQStore(DLQReader):
         one script; it claims the entry (atomic), pushes it, then drops the claim, and a
         claim left by a crash is pushed by the next replay (at least once, never lost).
         The same happens on a cluster when the destination list is in another slot."""
-        super().__init__(client)
+        self.client = client
+        self.reader = DLQReader(client)
         self.broker = broker
         self.priority_steps = priority_steps
         self.priority_sep = priority_sep
@@ -96,8 +96,8 @@ class DLQStore(DLQReader):
     ) -> bool:
         """Push the entry back to its queue (or `to_queue`) and delete it, in one script.
         False when the id is not (or no longer) in the DLQ: replaying twice enqueues once."""
-        entry = self.get(queue, entry_id)
-        envelope = self.envelope(queue, entry_id)
+        entry = self.reader.get(queue, entry_id)
+        envelope = self.reader.envelope(queue, entry_id)
         if entry is None or envelope is None:
             return False
         destination = to_queue or queue
@@ -168,7 +168,7 @@ class DLQStore(DLQReader):
     def resume_claims(self) -> int:
         """Push replays a crash interrupted between claim and push (DLQ on its own Redis,
         or a cluster replay whose destination list is in another slot)."""
-        queues = self.queues()
+        queues = self.reader.queues()
         with self.client.pipeline(transaction=False) as pipe:
             for queue in queues:
                 pipe.hgetall(claims_key(queue))
@@ -181,7 +181,8 @@ class DLQStore(DLQReader):
         return resumed
 
     def purge(self, queue: str, entry_id: str) -> bool:
-        entry = self.get(queue, entry_id)
+        """Delete the entry for good; False when it is not (or no longer) in the DLQ."""
+        entry = self.reader.get(queue, entry_id)
         if entry is None:
             return False
         return self._remove_entry(queue, entry_id, entry, "purge")
