@@ -13,17 +13,15 @@ from infra.redis_aws_parts import (
     cluster_broker_url,
     credential,
     node_only_security_group,
+    noeviction_parameter_group,
+    subnet_group,
     tags_for,
 )
 from infra.redis_cluster_config import ElastiCacheClusterConfig
 
-PARAMETER_FAMILY = "redis7"
 # Cluster mode needs a parameter group with cluster-enabled yes (AWS: the default one is
 # default.redis7.cluster.on); ours adds noeviction so queued messages are never dropped.
-CLUSTER_PARAMETERS: list[aws.elasticache.ParameterGroupParameterArgsDict] = [
-    {"name": "cluster-enabled", "value": "yes"},
-    {"name": "maxmemory-policy", "value": "noeviction"},
-]
+CLUSTER_ENABLED = ("cluster-enabled", "yes")
 
 
 class ElastiCacheClusterRedis(pulumi.ComponentResource):
@@ -31,6 +29,7 @@ class ElastiCacheClusterRedis(pulumi.ComponentResource):
 
     broker_url: pulumi.Output[str]
     host: pulumi.Output[str]
+    replication_group_id: pulumi.Output[str]
 
     def __init__(
         self,
@@ -46,20 +45,13 @@ class ElastiCacheClusterRedis(pulumi.ComponentResource):
         sg = node_only_security_group(
             f"{resource_name}-sg", cfg, (REDIS_PORT, REDIS_PORT), "Redis", tags, child
         )
-        subnets = aws.elasticache.SubnetGroup(
-            f"{resource_name}-subnets",
-            description="celery-fleet Redis subnets",
-            subnet_ids=list(cfg.subnet_ids),
-            tags=tags,
-            opts=child,
-        )
-        params = aws.elasticache.ParameterGroup(
+        subnets = subnet_group(f"{resource_name}-subnets", cfg, tags, child)
+        params = noeviction_parameter_group(
             f"{resource_name}-params",
-            family=PARAMETER_FAMILY,
-            description="celery-fleet broker, cluster mode: never evict queued messages",
-            parameters=list(CLUSTER_PARAMETERS),
-            tags=tags,
-            opts=child,
+            "celery-fleet broker, cluster mode: never evict queued messages",
+            tags,
+            child,
+            extra=(CLUSTER_ENABLED,),
         )
         # ElastiCache requires automatic failover in cluster mode; Multi-AZ needs replicas.
         group = aws.elasticache.ReplicationGroup(
@@ -81,12 +73,23 @@ class ElastiCacheClusterRedis(pulumi.ComponentResource):
             automatic_failover_enabled=True,
             multi_az_enabled=cfg.multi_az,
             snapshot_retention_limit=cfg.snapshot_retention_limit,
+            final_snapshot_identifier=(
+                f"celery-fleet-{stack}-final" if cfg.final_snapshot else None
+            ),
             auto_minor_version_upgrade=True,
             apply_immediately=False,
             tags=tags,
-            opts=child,
+            # The broker holds every queued task: deleting it takes an explicit unprotect.
+            opts=pulumi.ResourceOptions(parent=self, protect=cfg.protect),
         )
+        self.replication_group_id = group.id
         self.host = group.configuration_endpoint_address
         # AUTH token without RBAC: the user part of the URL stays empty.
         self.broker_url = cluster_broker_url("", token.result, self.host, REDIS_PORT)
-        self.register_outputs({"host": self.host, "broker_url": self.broker_url})
+        self.register_outputs(
+            {
+                "host": self.host,
+                "broker_url": self.broker_url,
+                "replication_group_id": self.replication_group_id,
+            }
+        )

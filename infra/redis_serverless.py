@@ -32,6 +32,7 @@ class ServerlessRedis(pulumi.ComponentResource):
 
     broker_url: pulumi.Output[str]
     host: pulumi.Output[str]
+    cache_name: pulumi.Output[str]
 
     def __init__(
         self,
@@ -92,9 +93,13 @@ class ServerlessRedis(pulumi.ComponentResource):
             snapshot_retention_limit=cfg.snapshot_retention_limit,
             daily_snapshot_time=cfg.daily_snapshot_time,
             tags=tags,
-            opts=child,
+            # The broker holds every queued task: deleting it takes an explicit unprotect.
+            opts=pulumi.ResourceOptions(parent=self, protect=cfg.protect),
         )
+        self.cache_name = cache.name
         # The endpoint blocks are dict subclasses: item access works on them as on mocks.
         self.host = cache.endpoints.apply(lambda endpoints: str(endpoints[0]["address"]))
         self.broker_url = cluster_broker_url(FLEET_USER, password.result, self.host, REDIS_PORT)
-        self.register_outputs({"host": self.host, "broker_url": self.broker_url})
+        self.register_outputs(
+            {"host": self.host, "broker_url": self.broker_url, "cache_name": self.cache_name}
+        )
