@@ -1,7 +1,8 @@
 """`redis.mode: cluster`: an ElastiCache replication group with cluster mode enabled (shards,
 replicas per shard), the cluster-on parameter group with `noeviction`, TLS, encryption at
-rest and an AUTH token. The broker URL names the configuration endpoint (redisscluster://),
-from which redis-py's RedisCluster learns every shard."""
+rest and an AUTH token; a final snapshot on deletion and Pulumi `protect` (both on by
+default). The broker URL names the configuration endpoint (redisscluster://), from which
+redis-py's RedisCluster learns every shard. Alarms on every node: infra/redis_alarms.py."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """`redis.mode: serverless`: ElastiCache Serverless (Redis OSS or Valkey). It exists only in
-cluster mode and always encrypts in transit; usage limits cap storage and ECPUs. It has no
-AUTH token: access goes through RBAC, a user group holding a disabled `default` user (AWS
-requires one named so) and the fleet's own user with a generated password."""
+cluster mode and always encrypts in transit and at rest; usage limits cap storage and ECPUs.
+It has no AUTH token: access goes through RBAC, a user group holding a disabled `default`
+user (AWS requires one named so) and the fleet's own user with a generated password. The
+cache is Pulumi-`protect`ed (on by default); alarms: infra/redis_serverless_alarms.py."""
 
 from __future__ import annotations
 
