@@ -20,13 +20,14 @@ from infra.hpa_handover import HpaHandover
 from infra.metrics_provider import ExternalMetricsProvider, provider_first
 from infra.monitoring import Monitoring
 from infra.provider_settings import require_mutable_secrets
-from infra.redis_alarms import ElastiCacheAlarms
+from infra.redis_alarms import cluster_mode_alarms, replication_group_alarms
 from infra.redis_cluster_config import ElastiCacheClusterConfig, ElastiCacheServerlessConfig
 from infra.redis_cluster_mode import ElastiCacheClusterRedis
 from infra.redis_elasticache import ElastiCacheRedis
 from infra.redis_external import ExternalRedis
 from infra.redis_incluster import InClusterRedis
 from infra.redis_serverless import ServerlessRedis
+from infra.redis_serverless_alarms import serverless_alarms
 from infra.results import ResultStore
 from infra.security import FleetNamespace
 from infra.worker_pool import WorkerPool
@@ -42,11 +43,13 @@ if isinstance(cfg.redis, InClusterRedisConfig):
     redis = InClusterRedis("redis", cfg.redis, ns.name, cfg.namespace, opts=after_ns)
 elif isinstance(cfg.redis, ElastiCacheClusterConfig):
     redis = ElastiCacheClusterRedis("redis", cfg.redis, cfg.stack)
+    cluster_mode_alarms(cfg.redis, cfg.stack, redis.replication_group_id)
 elif isinstance(cfg.redis, ElastiCacheServerlessConfig):
     redis = ServerlessRedis("redis", cfg.redis, cfg.stack)
+    serverless_alarms(cfg.redis, cfg.stack, redis.cache_name)
 elif isinstance(cfg.redis, ElastiCacheConfig):
     redis = ElastiCacheRedis("redis", cfg.redis, cfg.stack)
-    ElastiCacheAlarms("redis-alarms", cfg.redis, cfg.stack, redis.replication_group_id)
+    replication_group_alarms(cfg.redis, cfg.stack, redis.replication_group_id)
 else:
     redis = ExternalRedis("redis", cfg.redis, cfg.secrets)
 secrets = AppSecrets("app", cfg, ns.name, redis.broker_url, opts=after_ns)

@@ -31,28 +31,42 @@ def _minutes(hhmm: str) -> int:
     return int(hours) * 60 + int(minutes)
 
 
-class AlarmsConfig(ConfigModel):
-    """`redis.alarms`: CloudWatch alarms on the replication group's nodes. Each threshold
-    says when an operator must act; `snsTopicArn` (an existing topic) or `createSnsTopic`
-    routes them, otherwise they only show in the console."""
+class AlarmRouting(ConfigModel):
+    """What every broker's alarms share: `snsTopicArn` (an existing topic) or
+    `createSnsTopic` routes them, otherwise they only show in the console."""
 
     enabled: StrictBool = True
     sns_topic_arn: Annotated[str, Field(pattern=ARN.pattern)] | None = None
     create_sns_topic: StrictBool = False
-    # With noeviction a full Redis refuses every write: publishes fail, acks fail.
-    memory_percent: Percent = 80
-    engine_cpu_percent: Percent = 80
-    # Each worker process, beat, exporter and Flower hold connections; the node allows 65,000.
+    # Each worker process, beat, exporter and Flower hold connections; a node allows 65,000.
     connections: Annotated[StrictInt, Field(ge=1)] = 5000
-    replication_lag_seconds: Annotated[float, Field(gt=0)] = 10
     # Minutes a breach must last before the alarm fires.
     evaluation_minutes: Annotated[StrictInt, Field(ge=1, le=60)] = 5
 
     @model_validator(mode="after")
-    def _one_topic(self) -> AlarmsConfig:
+    def _one_topic(self) -> AlarmRouting:
         if self.sns_topic_arn and self.create_sns_topic:
             raise key_error("createSnsTopic", "conflicts with snsTopicArn: choose one")
         return self
+
+
+class AlarmsConfig(AlarmRouting):
+    """`redis.alarms` (modes elasticache and cluster): CloudWatch alarms on every node. Each
+    threshold says when an operator must act."""
+
+    # With noeviction a full Redis refuses every write: publishes fail, acks fail.
+    memory_percent: Percent = 80
+    engine_cpu_percent: Percent = 80
+    replication_lag_seconds: Annotated[float, Field(gt=0)] = 10
+
+
+class ServerlessAlarmsConfig(AlarmRouting):
+    """`redis.alarms` (mode serverless): the cache against its own usage limits."""
+
+    # Of maxDataStorageGb: at the limit, writes are refused (nothing queued has a TTL to evict).
+    storage_percent: Percent = 80
+    # Of maxEcpuPerSecond: at the limit, commands are throttled.
+    ecpu_percent: Percent = 80
 
 
 class ElastiCacheOps(ConfigModel):

@@ -1,7 +1,8 @@
-"""CloudWatch alarms on the ElastiCache broker's nodes, optionally to an SNS topic.
+"""CloudWatch alarms on the ElastiCache broker in each `redis.mode`, optionally to one SNS
+topic (`celery-fleet-<stack>-redis-alarms`), each with the operator action in its
+description (README "What each alarm means").
 
-Per node (`<replication group>-001`, `-002`, ...: the member clusters of a cluster-mode-off
-group), each with the operator action in its description (README "What each alarm means"):
+Node-based modes (elasticache, cluster), per node:
 
 - memory: DatabaseMemoryUsagePercentage. With `noeviction` a full Redis refuses writes:
   publishes, acks and DLQ captures fail. The one that matters most.
@@ -9,33 +10,41 @@ group), each with the operator action in its description (README "What each alar
 - connections: CurrConnections, a connection leak or a pool scaled past the plan.
 - replication lag: ReplicationLag (replicas only; a primary reports none, which counts as
   fine): a failover now would lose the lagging writes.
-- evictions: any eviction means the parameter group lost `noeviction`: messages are lost."""
+- evictions: any eviction means the parameter group lost `noeviction`: messages are lost.
+
+The nodes are `<group id>-001`, `-002`... (elasticache) and `<group id>-<shard 0001..>-<node
+001..>` (cluster mode; node 001 of each shard starts as its primary), ElastiCache's
+CacheClusterId of each member. Serverless: infra/redis_serverless_alarms.py."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
+from infra.cloudwatch_alarms import AlarmSpec, AlarmWindow, metric_alarm
 from infra.config import ElastiCacheConfig
-from infra.names import PART_OF
+from infra.config_redis import AlarmRouting, AlarmsConfig
+from infra.redis_aws_parts import tags_for
+from infra.redis_cluster_config import ElastiCacheClusterConfig
 
 NAMESPACE = "AWS/ElastiCache"
 
 
 @dataclass(frozen=True)
-class AlarmSpec:
-    key: str
-    metric: str
-    threshold: float
-    statistic: str
-    description: str
-    replicas_only: bool = False
+class AlarmTarget:
+    """One thing alarmed on: `suffix` ends the alarms' resource names, `ident` their
+    CloudWatch names; `dimensions` select its metrics; `replica` admits replicas_only specs."""
+
+    suffix: str
+    ident: pulumi.Output[str]
+    dimensions: dict[str, pulumi.Input[str]]
+    replica: bool = False
 
 
-def alarm_specs(cfg: ElastiCacheConfig) -> list[AlarmSpec]:
-    alarms = cfg.alarms
+def node_alarm_specs(alarms: AlarmsConfig) -> list[AlarmSpec]:
     return [
         AlarmSpec(
             "memory",
@@ -81,69 +90,107 @@ def alarm_specs(cfg: ElastiCacheConfig) -> list[AlarmSpec]:
     ]
 
 
+def _node(ident: pulumi.Output[str], suffix: str, replica: bool) -> AlarmTarget:
+    return AlarmTarget(suffix, ident, {"CacheClusterId": ident}, replica)
+
+
 def member_cluster_id(replication_group_id: pulumi.Input[str], index: int) -> pulumi.Output[str]:
     """ElastiCache names the nodes of a cluster-mode-off group `<group id>-001`, `-002`..."""
     return pulumi.Output.concat(replication_group_id, f"-{index:03d}")
 
 
+def replication_group_nodes(group_id: pulumi.Input[str], nodes: int) -> list[AlarmTarget]:
+    """Cluster mode off: node 001 starts as the primary, the others are replicas."""
+    return [_node(member_cluster_id(group_id, i), f"{i:03d}", i >= 2) for i in range(1, nodes + 1)]
+
+
+def cluster_mode_nodes(
+    group_id: pulumi.Input[str], shards: int, replicas_per_shard: int
+) -> list[AlarmTarget]:
+    """Cluster mode on: `<group id>-0001-001` is shard 1's first node (its primary at
+    creation), `-0001-002` its first replica, and so on for every shard."""
+    return [
+        _node(
+            pulumi.Output.concat(group_id, f"-{shard:04d}-{node:03d}"),
+            f"{shard:04d}-{node:03d}",
+            node >= 2,
+        )
+        for shard in range(1, shards + 1)
+        for node in range(1, replicas_per_shard + 2)
+    ]
+
+
 class ElastiCacheAlarms(pulumi.ComponentResource):
-    """Output: `topic_arn` (the SNS topic the alarms notify, None without one)."""
+    """Each spec on each target that admits it. Output: `topic_arn` (the SNS topic the alarms
+    notify, None without one)."""
 
     topic_arn: pulumi.Output[str] | None
 
     def __init__(
         self,
         resource_name: str,
-        cfg: ElastiCacheConfig,
+        alarms: AlarmRouting,
         stack: str,
-        replication_group_id: pulumi.Input[str],
+        specs: Sequence[AlarmSpec],
+        targets: Sequence[AlarmTarget],
+        kms_key_arn: str | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("celery-fleet:aws:ElastiCacheAlarms", resource_name, None, opts)
         self.topic_arn = None
-        if not cfg.alarms.enabled:
+        if not alarms.enabled:
             self.register_outputs({})
             return
-        tags = {"app.kubernetes.io/part-of": PART_OF, "stack": stack}
+        tags = tags_for(stack)
         child = pulumi.ResourceOptions(parent=self)
-        if cfg.alarms.create_sns_topic:
+        if alarms.create_sns_topic:
             topic = aws.sns.Topic(
                 f"{resource_name}-topic",
                 name=f"celery-fleet-{stack}-redis-alarms",
-                kms_master_key_id=cfg.kms_key_arn or "alias/aws/sns",
+                kms_master_key_id=kms_key_arn or "alias/aws/sns",
                 tags=tags,
                 opts=child,
             )
             self.topic_arn = topic.arn
-        elif cfg.alarms.sns_topic_arn:
-            self.topic_arn = pulumi.Output.from_input(cfg.alarms.sns_topic_arn)
+        elif alarms.sns_topic_arn:
+            self.topic_arn = pulumi.Output.from_input(alarms.sns_topic_arn)
         actions = [self.topic_arn] if self.topic_arn is not None else []
-        minutes = cfg.alarms.evaluation_minutes
-        for spec in alarm_specs(cfg):
-            first = 2 if spec.replicas_only else 1
-            for index in range(first, cfg.num_cache_clusters + 1):
-                aws.cloudwatch.MetricAlarm(
-                    f"{resource_name}-{spec.key}-{index:03d}",
+        minutes = alarms.evaluation_minutes
+        window = AlarmWindow(period=60, evaluation_periods=minutes, datapoints_to_alarm=minutes)
+        for spec in specs:
+            for target in targets:
+                if spec.replicas_only and not target.replica:
+                    continue
+                metric_alarm(
+                    f"{resource_name}-{spec.key}-{target.suffix}",
+                    spec,
                     name=pulumi.Output.concat(
-                        f"celery-fleet-{stack}-redis-{spec.key}-",
-                        member_cluster_id(replication_group_id, index),
+                        f"celery-fleet-{stack}-redis-{spec.key}-", target.ident
                     ),
-                    alarm_description=spec.description,
                     namespace=NAMESPACE,
-                    metric_name=spec.metric,
-                    dimensions={"CacheClusterId": member_cluster_id(replication_group_id, index)},
-                    statistic=spec.statistic,
-                    period=60,
-                    evaluation_periods=minutes,
-                    datapoints_to_alarm=minutes,
-                    threshold=spec.threshold,
-                    comparison_operator="GreaterThanThreshold",
-                    # A node that reports nothing (a primary's replication lag, a node being
-                    # replaced) is not an alarm; memory and evictions say so loudly enough.
-                    treat_missing_data="notBreaching",
-                    alarm_actions=actions,
-                    ok_actions=actions,
+                    dimensions=target.dimensions,
+                    window=window,
+                    actions=actions,
                     tags=tags,
                     opts=child,
                 )
         self.register_outputs({"topic_arn": self.topic_arn})
+
+
+def replication_group_alarms(
+    cfg: ElastiCacheConfig, stack: str, group_id: pulumi.Input[str]
+) -> ElastiCacheAlarms:
+    """`redis.mode: elasticache`: every node of the replication group."""
+    targets = replication_group_nodes(group_id, cfg.num_cache_clusters)
+    specs = node_alarm_specs(cfg.alarms)
+    return ElastiCacheAlarms("redis-alarms", cfg.alarms, stack, specs, targets, cfg.kms_key_arn)
+
+
+def cluster_mode_alarms(
+    cfg: ElastiCacheClusterConfig, stack: str, group_id: pulumi.Input[str]
+) -> ElastiCacheAlarms:
+    """`redis.mode: cluster`: every node of every shard."""
+    targets = cluster_mode_nodes(group_id, cfg.shards, cfg.replicas_per_shard)
+    return ElastiCacheAlarms(
+        "redis-alarms", cfg.alarms, stack, node_alarm_specs(cfg.alarms), targets
+    )

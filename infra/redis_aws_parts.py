@@ -1,6 +1,7 @@
 """What the ElastiCache components (replication group, cluster mode, serverless) share: the
-credential, the security group that admits only the EKS nodes, the subnet group, and the
-broker URL."""
+credential, the security group that admits only the EKS nodes, the subnet group and the
+`noeviction` parameter group of the node-based modes (serverless takes subnet ids and has no
+parameter group), and the broker URL."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ import pulumi_random as random
 
 from infra.config_redis import AwsNetwork
 from infra.names import PART_OF
+
+# Both node-based modes run engine 7 (the config keys only accept 7.x).
+PARAMETER_FAMILY = "redis7"
+NOEVICTION = ("maxmemory-policy", "noeviction")
 
 
 def tags_for(stack: str) -> dict[str, str]:
@@ -47,6 +52,40 @@ def node_only_security_group(
                 "security_groups": [cfg.node_security_group_id],
             }
         ],
+        tags=tags,
+        opts=child,
+    )
+
+
+def subnet_group(
+    name: str, cfg: AwsNetwork, tags: dict[str, str], child: pulumi.ResourceOptions
+) -> aws.elasticache.SubnetGroup:
+    return aws.elasticache.SubnetGroup(
+        name,
+        description="celery-fleet Redis subnets",
+        subnet_ids=list(cfg.subnet_ids),
+        tags=tags,
+        opts=child,
+    )
+
+
+def noeviction_parameter_group(
+    name: str,
+    description: str,
+    tags: dict[str, str],
+    child: pulumi.ResourceOptions,
+    extra: tuple[tuple[str, str], ...] = (),
+) -> aws.elasticache.ParameterGroup:
+    """`maxmemory-policy noeviction` (never drop a queued message: a full Redis refuses
+    writes instead), after the `extra` parameters a mode needs (cluster-enabled)."""
+    parameters: list[aws.elasticache.ParameterGroupParameterArgsDict] = [
+        {"name": key, "value": value} for key, value in (*extra, NOEVICTION)
+    ]
+    return aws.elasticache.ParameterGroup(
+        name,
+        family=PARAMETER_FAMILY,
+        description=description,
+        parameters=parameters,
         tags=tags,
         opts=child,
     )

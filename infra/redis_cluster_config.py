@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StrictBool, StrictInt, model_validator
 
 from infra.config_reader import key_error
-from infra.config_redis import AwsNetwork
+from infra.config_redis import AlarmsConfig, AwsNetwork, ServerlessAlarmsConfig
 
 Count = Annotated[StrictInt, Field(ge=0)]
 
@@ -26,6 +26,12 @@ class ElastiCacheClusterConfig(AwsNetwork):
     replicas_per_shard: Annotated[StrictInt, Field(ge=0, le=5)] = 1
     multi_az: StrictBool = True
     snapshot_retention_limit: Count = 1
+    # A snapshot when the group is deleted, and Pulumi's `protect` on it (as in elasticache
+    # mode): deleting the broker takes an explicit unprotect first.
+    final_snapshot: StrictBool = True
+    protect: StrictBool = True
+    # Per node, as in elasticache mode (README "What each alarm means").
+    alarms: AlarmsConfig = AlarmsConfig()
 
     @model_validator(mode="after")
     def _failover_target(self) -> ElastiCacheClusterConfig:
@@ -47,6 +53,11 @@ class ElastiCacheServerlessConfig(AwsNetwork):
     max_ecpu_per_second: Annotated[StrictInt, Field(ge=1000, le=15_000_000)] = 5000
     snapshot_retention_limit: Count = 1
     daily_snapshot_time: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")] = "03:00"
+    # Pulumi's `protect` on the cache. pulumi-aws (7.51) offers no final snapshot for a
+    # ServerlessCache, so protect is what stands between `pulumi destroy` and the queues.
+    protect: StrictBool = True
+    # The cache against its usage limits (README "What each alarm means").
+    alarms: ServerlessAlarmsConfig = ServerlessAlarmsConfig()
 
     @model_validator(mode="after")
     def _engine_version(self) -> ElastiCacheServerlessConfig:

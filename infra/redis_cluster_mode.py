@@ -1,7 +1,8 @@
 """`redis.mode: cluster`: an ElastiCache replication group with cluster mode enabled (shards,
 replicas per shard), the cluster-on parameter group with `noeviction`, TLS, encryption at
-rest and an AUTH token. The broker URL names the configuration endpoint (redisscluster://),
-from which redis-py's RedisCluster learns every shard."""
+rest and an AUTH token; a final snapshot on deletion and Pulumi `protect` (both on by
+default). The broker URL names the configuration endpoint (redisscluster://), from which
+redis-py's RedisCluster learns every shard. Alarms on every node: infra/redis_alarms.py."""
 
 from __future__ import annotations
 
@@ -13,17 +14,15 @@ from infra.redis_aws_parts import (
     cluster_broker_url,
     credential,
     node_only_security_group,
+    noeviction_parameter_group,
+    subnet_group,
     tags_for,
 )
 from infra.redis_cluster_config import ElastiCacheClusterConfig
 
-PARAMETER_FAMILY = "redis7"
 # Cluster mode needs a parameter group with cluster-enabled yes (AWS: the default one is
 # default.redis7.cluster.on); ours adds noeviction so queued messages are never dropped.
-CLUSTER_PARAMETERS: list[aws.elasticache.ParameterGroupParameterArgsDict] = [
-    {"name": "cluster-enabled", "value": "yes"},
-    {"name": "maxmemory-policy", "value": "noeviction"},
-]
+CLUSTER_ENABLED = ("cluster-enabled", "yes")
 
 
 class ElastiCacheClusterRedis(pulumi.ComponentResource):
@@ -31,6 +30,7 @@ class ElastiCacheClusterRedis(pulumi.ComponentResource):
 
     broker_url: pulumi.Output[str]
     host: pulumi.Output[str]
+    replication_group_id: pulumi.Output[str]
 
     def __init__(
         self,
@@ -46,20 +46,13 @@ class ElastiCacheClusterRedis(pulumi.ComponentResource):
         sg = node_only_security_group(
             f"{resource_name}-sg", cfg, (REDIS_PORT, REDIS_PORT), "Redis", tags, child
         )
-        subnets = aws.elasticache.SubnetGroup(
-            f"{resource_name}-subnets",
-            description="celery-fleet Redis subnets",
-            subnet_ids=list(cfg.subnet_ids),
-            tags=tags,
-            opts=child,
-        )
-        params = aws.elasticache.ParameterGroup(
+        subnets = subnet_group(f"{resource_name}-subnets", cfg, tags, child)
+        params = noeviction_parameter_group(
             f"{resource_name}-params",
-            family=PARAMETER_FAMILY,
-            description="celery-fleet broker, cluster mode: never evict queued messages",
-            parameters=list(CLUSTER_PARAMETERS),
-            tags=tags,
-            opts=child,
+            "celery-fleet broker, cluster mode: never evict queued messages",
+            tags,
+            child,
+            extra=(CLUSTER_ENABLED,),
         )
         # ElastiCache requires automatic failover in cluster mode; Multi-AZ needs replicas.
         group = aws.elasticache.ReplicationGroup(
@@ -81,12 +74,23 @@ class ElastiCacheClusterRedis(pulumi.ComponentResource):
             automatic_failover_enabled=True,
             multi_az_enabled=cfg.multi_az,
             snapshot_retention_limit=cfg.snapshot_retention_limit,
+            final_snapshot_identifier=(
+                f"celery-fleet-{stack}-final" if cfg.final_snapshot else None
+            ),
             auto_minor_version_upgrade=True,
             apply_immediately=False,
             tags=tags,
-            opts=child,
+            # The broker holds every queued task: deleting it takes an explicit unprotect.
+            opts=pulumi.ResourceOptions(parent=self, protect=cfg.protect),
         )
+        self.replication_group_id = group.id
         self.host = group.configuration_endpoint_address
         # AUTH token without RBAC: the user part of the URL stays empty.
         self.broker_url = cluster_broker_url("", token.result, self.host, REDIS_PORT)
-        self.register_outputs({"host": self.host, "broker_url": self.broker_url})
+        self.register_outputs(
+            {
+                "host": self.host,
+                "broker_url": self.broker_url,
+                "replication_group_id": self.replication_group_id,
+            }
+        )

@@ -17,9 +17,13 @@ import pulumi_random as random
 
 from infra.config import ElastiCacheConfig
 from infra.names import REDIS_PORT
-from infra.redis_aws_parts import node_only_security_group, tags_for
+from infra.redis_aws_parts import (
+    node_only_security_group,
+    noeviction_parameter_group,
+    subnet_group,
+    tags_for,
+)
 
-PARAMETER_FAMILY = "redis7"
 LOG_TYPES = ("slow-log", "engine-log")
 
 
@@ -53,20 +57,12 @@ class ElastiCacheRedis(pulumi.ComponentResource):
         sg = node_only_security_group(
             f"{resource_name}-sg", cfg, (REDIS_PORT, REDIS_PORT), "Redis", tags, child
         )
-        subnets = aws.elasticache.SubnetGroup(
-            f"{resource_name}-subnets",
-            description="celery-fleet Redis subnets",
-            subnet_ids=list(cfg.subnet_ids),
-            tags=tags,
-            opts=child,
-        )
-        params = aws.elasticache.ParameterGroup(
+        subnets = subnet_group(f"{resource_name}-subnets", cfg, tags, child)
+        params = noeviction_parameter_group(
             f"{resource_name}-params",
-            family=PARAMETER_FAMILY,
-            description="celery-fleet broker: never evict queued messages",
-            parameters=[{"name": "maxmemory-policy", "value": "noeviction"}],
-            tags=tags,
-            opts=child,
+            "celery-fleet broker: never evict queued messages",
+            tags,
+            child,
         )
         failover = cfg.multi_az and cfg.num_cache_clusters >= 2
         logs = self._log_delivery(resource_name, cfg, stack, tags) if cfg.log_delivery else []

@@ -1,7 +1,8 @@
 """`redis.mode: serverless`: ElastiCache Serverless (Redis OSS or Valkey). It exists only in
-cluster mode and always encrypts in transit; usage limits cap storage and ECPUs. It has no
-AUTH token: access goes through RBAC, a user group holding a disabled `default` user (AWS
-requires one named so) and the fleet's own user with a generated password."""
+cluster mode and always encrypts in transit and at rest; usage limits cap storage and ECPUs.
+It has no AUTH token: access goes through RBAC, a user group holding a disabled `default`
+user (AWS requires one named so) and the fleet's own user with a generated password. The
+cache is Pulumi-`protect`ed (on by default); alarms: infra/redis_serverless_alarms.py."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ class ServerlessRedis(pulumi.ComponentResource):
 
     broker_url: pulumi.Output[str]
     host: pulumi.Output[str]
+    cache_name: pulumi.Output[str]
 
     def __init__(
         self,
@@ -92,9 +94,13 @@ class ServerlessRedis(pulumi.ComponentResource):
             snapshot_retention_limit=cfg.snapshot_retention_limit,
             daily_snapshot_time=cfg.daily_snapshot_time,
             tags=tags,
-            opts=child,
+            # The broker holds every queued task: deleting it takes an explicit unprotect.
+            opts=pulumi.ResourceOptions(parent=self, protect=cfg.protect),
         )
+        self.cache_name = cache.name
         # The endpoint blocks are dict subclasses: item access works on them as on mocks.
         self.host = cache.endpoints.apply(lambda endpoints: str(endpoints[0]["address"]))
         self.broker_url = cluster_broker_url(FLEET_USER, password.result, self.host, REDIS_PORT)
-        self.register_outputs({"host": self.host, "broker_url": self.broker_url})
+        self.register_outputs(
+            {"host": self.host, "broker_url": self.broker_url, "cache_name": self.cache_name}
+        )

@@ -17,6 +17,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
+from infra.cloudwatch_alarms import AlarmSpec, AlarmWindow, metric_alarm
 from infra.names import PART_OF
 from infra.results_config import PostgresResults, rds_network
 from infra.results_names import POSTGRES_PORT, postgres_url
@@ -32,39 +33,44 @@ def _alarms(
     child: pulumi.ResourceOptions,
 ) -> None:
     """Like the broker's: a sustained problem, not a blip (3 x 5 minutes)."""
-    specs: list[tuple[str, str, str, float, str]] = [
-        ("cpu", "CPUUtilization", "GreaterThanThreshold", 80, "CPU above 80%"),
-        (
+    what = "celery-fleet results database:"
+    below = "LessThanThreshold"
+    specs = [
+        AlarmSpec("cpu", "CPUUtilization", 80, "Average", f"{what} CPU above 80%"),
+        AlarmSpec(
             "storage",
             "FreeStorageSpace",
-            "LessThanThreshold",
             cfg.free_storage_alarm_gb * GIB,
-            f"free storage below {cfg.free_storage_alarm_gb} GiB",
+            "Average",
+            f"{what} free storage below {cfg.free_storage_alarm_gb} GiB",
+            comparison=below,
+            # No datapoint from the storage metric is itself a problem.
+            treat_missing_data="breaching",
         ),
-        ("memory", "FreeableMemory", "LessThanThreshold", 128 * 1024**2, "free memory < 128 MiB"),
-        (
+        AlarmSpec(
+            "memory",
+            "FreeableMemory",
+            128 * 1024**2,
+            "Average",
+            f"{what} free memory < 128 MiB",
+            comparison=below,
+        ),
+        AlarmSpec(
             "connections",
             "DatabaseConnections",
-            "GreaterThanThreshold",
             cfg.max_connections_alarm,
-            f"more than {cfg.max_connections_alarm} connections",
+            "Average",
+            f"{what} more than {cfg.max_connections_alarm} connections",
         ),
     ]
-    for suffix, metric, comparison, threshold, what in specs:
-        aws.cloudwatch.MetricAlarm(
-            f"{resource_name}-{suffix}",
-            alarm_description=f"celery-fleet results database: {what}",
+    for spec in specs:
+        metric_alarm(
+            f"{resource_name}-{spec.key}",
+            spec,
             namespace="AWS/RDS",
-            metric_name=metric,
             dimensions={"DBInstanceIdentifier": instance.identifier},
-            statistic="Average",
-            period=300,
-            evaluation_periods=3,
-            comparison_operator=comparison,
-            threshold=threshold,
-            treat_missing_data="breaching" if suffix == "storage" else "notBreaching",
-            alarm_actions=list(cfg.alarm_actions),
-            ok_actions=list(cfg.alarm_actions),
+            window=AlarmWindow(period=300, evaluation_periods=3),
+            actions=cfg.alarm_actions,
             tags=tags,
             opts=child,
         )

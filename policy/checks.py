@@ -107,6 +107,8 @@ def elasticache_encrypted_with_auth(resource_type: str, props: Props) -> list[st
         out.append("ReplicationGroup must set transitEncryptionEnabled")
     if not plain(props.get("authToken")) and not plain(props.get("userGroupIds")):
         out.append("ReplicationGroup needs an authToken (or RBAC userGroupIds)")
+    if not plain(props.get("securityGroupIds")):
+        out.append("ReplicationGroup must set securityGroupIds (else the VPC default SG)")
     cluster_mode = str(plain(props.get("clusterMode", "disabled"))).lower()
     if cluster_mode != "disabled" and not _truthy(props.get("automaticFailoverEnabled")):
         # redis.mode cluster: a shard without automatic failover is down until repaired.
@@ -115,8 +117,9 @@ def elasticache_encrypted_with_auth(resource_type: str, props: Props) -> list[st
 
 
 def elasticache_serverless_guarded(resource_type: str, props: Props) -> list[str]:
-    """redis.mode serverless: always TLS, but AUTH (RBAC), the network and the bill are
-    ours to set: a user group, the node-only security group, and usage limits."""
+    """redis.mode serverless: always TLS and always encrypted at rest (the AWS managed key
+    unless kmsKeyId), but AUTH (RBAC), the network and the bill are ours to set: a user
+    group, the node-only security group, and usage limits."""
     if resource_type != "aws:elasticache/serverlessCache:ServerlessCache":
         return []
     if str(plain(props.get("engine", ""))).lower() not in ("redis", "valkey"):
@@ -164,8 +167,8 @@ CHECKS: dict[str, tuple[str, Check]] = {
     ),
     "autoscaler-bounds": ("Autoscaler min replicas <= max (HPA min >= 1)", autoscaler_bounds),
     "elasticache-encrypted-with-auth": (
-        "ElastiCache Redis is encrypted at rest and in transit, with AUTH; in cluster mode "
-        "with automatic failover",
+        "ElastiCache Redis is encrypted at rest and in transit, with AUTH, behind its own "
+        "security group; in cluster mode with automatic failover",
         elasticache_encrypted_with_auth,
     ),
     "elasticache-serverless-guarded": (

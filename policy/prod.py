@@ -15,6 +15,7 @@ from policy.pods import containers, get, pod_spec
 Props = Mapping[str, Any]
 DIGEST_REFERENCE = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 REPLICATION_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
+SERVERLESS_CACHE = "aws:elasticache/serverlessCache:ServerlessCache"
 
 
 @dataclass(frozen=True)
@@ -54,17 +55,20 @@ def prod_images_pinned_by_digest(resource_type: str, props: Props, ctx: Context)
 
 def prod_broker_durable(resource_type: str, props: Props, ctx: Context) -> list[str]:
     """The broker holds every queued task: in prod it keeps snapshots, takes a final one on
-    deletion, and is `protect`ed against an accidental `pulumi destroy`."""
-    if not ctx.is_prod or resource_type != REPLICATION_GROUP:
+    deletion, and is `protect`ed against an accidental `pulumi destroy`. Every redis.mode:
+    the replication group (cluster mode on or off) and the serverless cache (which takes no
+    final snapshot through pulumi-aws: snapshots and protect)."""
+    if not ctx.is_prod or resource_type not in (REPLICATION_GROUP, SERVERLESS_CACHE):
         return []
+    kind = resource_type.rsplit(":", 1)[-1]
     out = []
-    if not get(props, "finalSnapshotIdentifier"):
-        out.append("ReplicationGroup needs a finalSnapshotIdentifier in prod")
+    if resource_type == REPLICATION_GROUP and not get(props, "finalSnapshotIdentifier"):
+        out.append(f"{kind} needs a finalSnapshotIdentifier in prod")
     retention = get(props, "snapshotRetentionLimit")
     if not isinstance(retention, int | float) or retention < 1:
-        out.append("ReplicationGroup needs snapshotRetentionLimit >= 1 in prod")
+        out.append(f"{kind} needs snapshotRetentionLimit >= 1 in prod")
     if not ctx.protect:
-        out.append("ReplicationGroup must be protected in prod (redis.protect: true)")
+        out.append(f"{kind} must be protected in prod (redis.protect: true)")
     return out
 
 
@@ -74,7 +78,8 @@ CONTEXT_CHECKS: dict[str, tuple[str, ContextCheck]] = {
         prod_images_pinned_by_digest,
     ),
     "prod-broker-durable": (
-        "The production broker keeps snapshots, a final snapshot and Pulumi protect",
+        "The production broker (every redis.mode) keeps snapshots, a final snapshot where "
+        "the resource takes one, and Pulumi protect",
         prod_broker_durable,
     ),
 }

@@ -132,9 +132,11 @@ def test_hpa_bounds() -> None:
 def test_elasticache_must_be_encrypted_with_auth() -> None:
     rg = "aws:elasticache/replicationGroup:ReplicationGroup"
     good = {"atRestEncryptionEnabled": True, "transitEncryptionEnabled": True,
-            "authToken": "x" * 32, "clusterMode": "disabled"}  # fmt: skip
+            "authToken": "x" * 32, "clusterMode": "disabled",
+            "securityGroupIds": ["sg-1"]}  # fmt: skip
     assert elasticache_encrypted_with_auth(rg, good) == []
-    for key in ("atRestEncryptionEnabled", "transitEncryptionEnabled", "authToken"):
+    for key in ("atRestEncryptionEnabled", "transitEncryptionEnabled", "authToken",
+                "securityGroupIds"):  # fmt: skip
         found = elasticache_encrypted_with_auth(rg, {k: v for k, v in good.items() if k != key})
         assert len(found) == 1 and key in found[0]
     assert elasticache_encrypted_with_auth(rg, {**good, "clusterMode": "enabled"})
@@ -204,6 +206,12 @@ def test_the_prod_broker_is_durable_and_protected() -> None:
     found = prod_broker_durable(RG, {"snapshotRetentionLimit": 0}, Context("prod"))
     assert len(found) == 3
     assert any("protected" in m for m in found) and any("final" in m for m in found)
+    # Serverless: no final snapshot to take (pulumi-aws has none); snapshots and protect
+    sc = "aws:elasticache/serverlessCache:ServerlessCache"
+    assert prod_broker_durable(sc, {"snapshotRetentionLimit": 1}, Context("prod", True)) == []
+    found = prod_broker_durable(sc, {"snapshotRetentionLimit": 0}, Context("prod"))
+    assert len(found) == 2 and all(m.startswith("ServerlessCache") for m in found)
+    assert prod_broker_durable(sc, {}, Context("dev")) == []
 
 
 def test_the_pack_reads_the_stack_from_the_urn_and_protect_from_the_options() -> None:

@@ -150,7 +150,7 @@ def test_policy_rules_for_the_cluster_modes() -> None:
     rg = "aws:elasticache/replicationGroup:ReplicationGroup"
     on = {"atRestEncryptionEnabled": True, "transitEncryptionEnabled": True,
           "authToken": "x" * 32, "clusterMode": "enabled",
-          "automaticFailoverEnabled": True}  # fmt: skip
+          "automaticFailoverEnabled": True, "securityGroupIds": ["sg-1"]}  # fmt: skip
     assert elasticache_encrypted_with_auth(rg, on) == []
     found = elasticache_encrypted_with_auth(rg, {**on, "automaticFailoverEnabled": False})
     assert found == ["ReplicationGroup in cluster mode must set automaticFailoverEnabled"]
