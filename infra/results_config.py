@@ -72,6 +72,13 @@ class PostgresResults(ConfigModel):
             raise key_error("maxAllocatedStorageGb", "must be >= allocatedStorageGb")
         return self
 
+    @model_validator(mode="after")
+    def _not_the_superuser(self) -> PostgresResults:
+        # In-cluster, `postgres` is the server's bootstrap superuser, not the fleet's role.
+        if self.provider == "in-cluster" and self.username == "postgres":
+            raise key_error("username", "postgres is the in-cluster server's superuser")
+        return self
+
     @property
     def major_version(self) -> str:
         return self.engine_version.split(".")[0]

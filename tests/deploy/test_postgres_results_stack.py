@@ -163,8 +163,9 @@ def test_a_report_result_is_read_from_postgres_after_every_pod_restarted(
     assert first["database"] is True
     assert first["state"] == "SUCCESS" and first["value"] == path
     assert (first["name"], first["queue"]) == (REPORT, "reports")
-    # And the tables were created by that first store, owned by the role of the fleet's URL
-    # (the in-cluster server's POSTGRES_USER: see README, "Tables and rights")
+    # And the tables were created by that first store, as the role of the fleet's URL: the
+    # one the init script made on the first start, LOGIN only and owner of its database
+    # alone, not the server's superuser (POSTGRES_USER)
     owners = psql(
         cluster,
         "SELECT string_agg(tableowner, ',' ORDER BY tablename) FROM pg_tables "
@@ -172,6 +173,13 @@ def test_a_report_result_is_read_from_postgres_after_every_pod_restarted(
     )
     role = url.split("://", 1)[1].split(":", 1)[0]
     assert owners == f"{role},{role}"
+    rights = psql(
+        cluster,
+        "SELECT rolsuper, rolcreatedb, rolcreaterole, rolbypassrls, "
+        "(SELECT string_agg(datname, ',') FROM pg_database d WHERE d.datdba = r.oid) "
+        f"FROM pg_roles r WHERE rolname = '{role}'",
+    )
+    assert rights == f"f|f|f|f|{url.rsplit('/', 1)[1]}", rights
     # And the stored row masks the password in the call's arguments, everywhere
     row = stored_row(cluster, task_id)
     assert row["status"] == "SUCCESS" and json.loads(row["result"]) == path
