@@ -21,7 +21,8 @@ system-deps:
 
 # The deploy test's container runtime on top: rootful podman on runc; catatonit for pod infra
 # containers, netavark + aardvark-dns + iptables for the test's network, debootstrap for the
-# base image stand-ins.
+# base image stand-ins (Python, Redis, PostgreSQL: debootstrap fetches their Debian packages
+# from the archive apt uses, into the image; the host needs no more than this).
 deploy-deps: system-deps
 	@missing=""; \
 	command -v podman >/dev/null || missing="$$missing podman"; \

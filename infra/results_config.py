@@ -17,6 +17,7 @@ from pydantic import Field, StrictBool, StrictInt, model_validator
 
 from infra.config_reader import DNS_LABEL, IMAGE, STORAGE, ConfigModel, key_error
 from infra.config_sections import Count, Positive, Resources
+from infra.results_names import POSTGRES_SUPERUSER
 
 # The major version decides the RDS parameter group family (`postgres16`).
 PG_MAJOR = Annotated[str, Field(pattern=r"^1[4-7](\.[0-9]+)?$")]
@@ -70,6 +71,13 @@ class PostgresResults(ConfigModel):
     def _storage_bounds(self) -> PostgresResults:
         if self.max_allocated_storage_gb < self.allocated_storage_gb:
             raise key_error("maxAllocatedStorageGb", "must be >= allocatedStorageGb")
+        return self
+
+    @model_validator(mode="after")
+    def _not_the_superuser(self) -> PostgresResults:
+        # In-cluster, `postgres` is the server's bootstrap superuser, not the fleet's role.
+        if self.provider == "in-cluster" and self.username == POSTGRES_SUPERUSER:
+            raise key_error("username", f"{POSTGRES_SUPERUSER} is the in-cluster superuser")
         return self
 
     @property

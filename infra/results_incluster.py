@@ -1,9 +1,13 @@
 """PostgreSQL as a single-replica StatefulSet for task results (dev and small installs): a
-PVC, a generated password in a Secret, and a NetworkPolicy admitting only the fleet's pods.
+PVC, generated passwords in a Secret, and a NetworkPolicy admitting only the fleet's pods.
 
-The official image's entrypoint creates the role and database from POSTGRES_USER/_DB on the
-first start (an empty volume); that role owns the database, and Celery creates its two tables
-with it the first time a worker stores a result."""
+Rights: on the first start (an empty volume) the official image's entrypoint runs initdb with
+POSTGRES_USER (`postgres`, the bootstrap superuser, used by nobody else), creates
+POSTGRES_DB, and runs the init script of a ConfigMap: it creates the fleet's role (`username`)
+with LOGIN only (no superuser, no CREATEDB/CREATEROLE), makes it the database's owner and
+takes CONNECT away from PUBLIC. Celery creates its two tables as that role the first time a
+worker stores a result; it can touch nothing outside its database. A volume initialised
+before this script existed keeps its old role (then the superuser): recreate the PVC."""
 
 from __future__ import annotations
 
@@ -22,8 +26,11 @@ from infra.podspec import (
 from infra.results_config import PostgresResults
 from infra.results_names import (
     POSTGRES,
+    POSTGRES_INIT,
     POSTGRES_PASSWORD_KEY,
     POSTGRES_PORT,
+    POSTGRES_SUPERUSER,
+    POSTGRES_SUPERUSER_PASSWORD_KEY,
     postgres_host,
     postgres_url,
 )
@@ -32,6 +39,21 @@ from infra.results_names import (
 POSTGRES_UID = 999
 # A subdirectory: initdb refuses a mount point's root (it holds lost+found on many volumes).
 PGDATA = "/var/lib/postgresql/data/pgdata"
+INITDB_DIR = "/docker-entrypoint-initdb.d"
+# Sourced by the entrypoint (bash, the temporary server listening on its socket only).
+# Values come from the environment (\getenv): the password is in no argv.
+FLEET_ROLE_SCRIPT = r"""psql -v ON_ERROR_STOP=1 --no-password --username "$POSTGRES_USER" \
+  --dbname "$POSTGRES_DB" <<'SQL'
+\getenv role FLEET_DB_USER
+\getenv pw FLEET_DB_PASSWORD
+\getenv db POSTGRES_DB
+SELECT format('CREATE ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD %L',
+              :'role', :'pw')
+ WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'role') \gexec
+ALTER DATABASE :"db" OWNER TO :"role";
+REVOKE ALL ON DATABASE :"db" FROM PUBLIC;
+SQL
+"""
 
 
 class InClusterPostgres(pulumi.ComponentResource):
@@ -54,11 +76,23 @@ class InClusterPostgres(pulumi.ComponentResource):
         password = random.RandomPassword(
             f"{resource_name}-password", length=40, special=False, opts=child
         )
+        superuser = random.RandomPassword(
+            f"{resource_name}-superuser-password", length=40, special=False, opts=child
+        )
         secret = k8s.core.v1.Secret(
             f"{resource_name}-password",
             metadata={"name": POSTGRES, "namespace": namespace, "labels": labels},
             type="Opaque",
-            string_data={POSTGRES_PASSWORD_KEY: password.result},
+            string_data={
+                POSTGRES_PASSWORD_KEY: password.result,
+                POSTGRES_SUPERUSER_PASSWORD_KEY: superuser.result,
+            },
+            opts=child,
+        )
+        init = k8s.core.v1.ConfigMap(
+            f"{resource_name}-init",
+            metadata={"name": POSTGRES_INIT, "namespace": namespace, "labels": labels},
+            data={"10-fleet-role.sh": FLEET_ROLE_SCRIPT},
             opts=child,
         )
         ports: list[k8s.core.v1.ServicePortArgsDict] = [
@@ -105,11 +139,17 @@ class InClusterPostgres(pulumi.ComponentResource):
                                 "name": "postgres",
                                 "image": cfg.image,
                                 "env": [
-                                    {"name": "POSTGRES_USER", "value": cfg.username},
+                                    {"name": "POSTGRES_USER", "value": POSTGRES_SUPERUSER},
                                     {"name": "POSTGRES_DB", "value": cfg.database},
                                     {"name": "PGDATA", "value": PGDATA},
                                     secret_env(
-                                        "POSTGRES_PASSWORD", POSTGRES, POSTGRES_PASSWORD_KEY
+                                        "POSTGRES_PASSWORD",
+                                        POSTGRES,
+                                        POSTGRES_SUPERUSER_PASSWORD_KEY,
+                                    ),
+                                    {"name": "FLEET_DB_USER", "value": cfg.username},
+                                    secret_env(
+                                        "FLEET_DB_PASSWORD", POSTGRES, POSTGRES_PASSWORD_KEY
                                     ),
                                 ],
                                 "ports": [{"name": "postgres", "container_port": POSTGRES_PORT}],
@@ -119,6 +159,7 @@ class InClusterPostgres(pulumi.ComponentResource):
                                     {"name": "data", "mount_path": "/var/lib/postgresql/data"},
                                     run_mount,
                                     tmp_mount,
+                                    {"name": "init", "mount_path": INITDB_DIR, "read_only": True},
                                 ],
                                 "readiness_probe": {
                                     "exec_": {"command": ready},
@@ -133,7 +174,11 @@ class InClusterPostgres(pulumi.ComponentResource):
                                 },
                             }
                         ],
-                        "volumes": [run_volume, tmp_volume],
+                        "volumes": [
+                            run_volume,
+                            tmp_volume,
+                            {"name": "init", "config_map": {"name": init.metadata.name}},
+                        ],
                     },
                 },
                 "volume_claim_templates": [

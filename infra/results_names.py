@@ -6,6 +6,10 @@ RESULTS_SECRET = "celery-fleet-results"
 RESULTS_URL_KEY = "url"
 POSTGRES = "celery-fleet-postgres"
 POSTGRES_PASSWORD_KEY = "password"
+# The in-cluster server's bootstrap superuser (initdb's), distinct from the fleet's role.
+POSTGRES_SUPERUSER = "postgres"
+POSTGRES_SUPERUSER_PASSWORD_KEY = "superuser-password"
+POSTGRES_INIT = "celery-fleet-postgres-init"
 POSTGRES_PORT = 5432
 
 

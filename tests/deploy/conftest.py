@@ -1,5 +1,8 @@
-"""Session fixtures of the deploy test: images, the rendered dev stack as running pods, and
-a Prometheus scraping them. Built once per session; torn down at the end."""
+"""Fixtures of the deploy test: images, the rendered dev stack as running pods, and a
+Prometheus scraping them. One stack per test module, torn down when the module ends (two
+stacks' pods would share names and the machine): a module may render the dev stack with
+config overrides (`STACK_CONFIG`, `--set key=json` pairs for the Pulumi program). Images are
+built once and reused (see standin_images)."""
 
 from __future__ import annotations
 
@@ -20,7 +23,10 @@ from pod_cluster import Cluster, wait_for
 from podman_runtime import Podman, require_runtime
 from rendered_stack import RenderedStack, load, render
 from scrape_config import prometheus_yaml, rules_yaml
-from standin_images import build_project, build_redis
+from standin_images import build_postgres, build_project, build_redis
+
+from infra.names import REDIS
+from infra.results_names import POSTGRES
 
 # Pods need a while to boot on a shared 2-core machine; the startup probes allow 180 s.
 BOOT_TIMEOUT = 240
@@ -32,31 +38,43 @@ def podman() -> Podman:
     return Podman.create()
 
 
-@pytest.fixture(scope="session")
-def rendered() -> RenderedStack:
-    return load(render("dev"))
+@pytest.fixture(scope="module")
+def rendered(request: pytest.FixtureRequest) -> RenderedStack:
+    """The dev stack, with the test module's `STACK_CONFIG` overrides if it has any."""
+    extra: tuple[str, ...] = getattr(request.module, "STACK_CONFIG", ())
+    return load(render("dev", *extra))
 
 
-def image_of(stack: RenderedStack, owner_kind: str) -> str:
-    images = {c["image"] for p in stack.pods if p.owner_kind == owner_kind for c in p.containers()}
-    assert len(images) == 1, images
+def image_of(stack: RenderedStack, owner_kind: str, owner: str | None = None) -> str:
+    """The one image every container of `owner_kind` pods (of `owner`, if given) runs."""
+    images = {
+        c["image"]
+        for p in stack.pods
+        if p.owner_kind == owner_kind and owner in (None, p.owner)
+        for c in p.containers()
+    }
+    assert len(images) == 1, (owner_kind, owner, images)
     return str(images.pop())
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def images(podman: Podman, rendered: RenderedStack) -> dict[str, str]:
     """Tagged with the names the rendered pods use (pull policy IfNotPresent: no pull)."""
-    return {
+    built = {
         "app": build_project(podman, image_of(rendered, "Deployment")),
-        "redis": build_redis(podman, image_of(rendered, "StatefulSet")),
+        "redis": build_redis(podman, image_of(rendered, "StatefulSet", REDIS)),
     }
+    if rendered.owned_by(POSTGRES):  # results.mode postgres, provider in-cluster
+        built["postgres"] = build_postgres(podman, image_of(rendered, "StatefulSet", POSTGRES))
+    return built
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cluster(podman: Podman, rendered: RenderedStack, images: dict[str, str]) -> Iterator[Cluster]:
     cluster = Cluster(podman, rendered)
     try:
         cluster.create()
+        # The stores first (Redis; PostgreSQL with results.mode postgres): the rest needs them.
         brokers = [p for p in rendered.pods if p.owner_kind == "StatefulSet"]
         for pod in brokers:
             cluster.play(pod)
@@ -76,7 +94,7 @@ def cluster(podman: Podman, rendered: RenderedStack, images: dict[str, str]) -> 
         shutil.rmtree(cluster.workdir, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def prometheus(cluster: Cluster) -> Iterator[dict[str, Any]]:
     """The host's Prometheus, scraping the pods over the test network's bridge."""
     binary = require_binary("prometheus")

@@ -79,10 +79,16 @@ class Cluster:
         )
 
     def remove_pods(self, pods: list[PodPlan]) -> None:
-        for pod in pods:
-            self.podman.run("pod", "rm", "--force", "--time", "0", pod.name, check=False)
-            for volume in pod.volume_names():
-                self.podman.run("volume", "rm", "--force", volume, check=False)
+        """One `podman pod rm` for all (missing ones ignored), then one `volume rm`."""
+        if not pods:
+            return
+        names = [pod.name for pod in pods]
+        self.podman.run(
+            "pod", "rm", "--force", "--ignore", "--time", "0", *names, check=False, timeout=600
+        )
+        volumes = [volume for pod in pods for volume in pod.volume_names()]
+        if volumes:
+            self.podman.run("volume", "rm", "--force", *volumes, check=False)
 
     def destroy(self) -> None:
         self.remove_pods(self.started)

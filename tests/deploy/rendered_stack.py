@@ -45,11 +45,14 @@ class PodPlan:
         return list(self.spec["containers"])
 
     def volume_names(self) -> list[str]:
-        """The podman volumes this pod uses: its claims and its private emptyDirs."""
+        """The podman volumes this pod uses: its claims, its private emptyDirs, and one per
+        ConfigMap it mounts (podman 4.3's kube play makes a volume named like the ConfigMap
+        and would reuse it, stale, in the next run)."""
+        volumes = self.spec.get("volumes", [])
         claims = [c["metadata"]["name"] for c in self.claims]
-        scratch = [private_name(self, v["name"]) for v in self.spec.get("volumes", [])
-                   if "emptyDir" in v]  # fmt: skip
-        return claims + scratch
+        scratch = [private_name(self, v["name"]) for v in volumes if "emptyDir" in v]
+        config = [v["configMap"]["name"] for v in volumes if "configMap" in v]
+        return claims + scratch + config
 
 
 @dataclass

@@ -5,7 +5,10 @@
   /usr/local over Debian's python3), tagged with the base image's name;
 - the project image from the UNCHANGED Dockerfile, `podman build --network none` with pip
   reading only a local wheelhouse of requirements-runtime.lock (no index at build time);
-- a stand-in for the in-cluster Redis image from Debian's redis-server.
+- a stand-in for the in-cluster Redis image from Debian's redis-server;
+- a stand-in for the in-cluster PostgreSQL image (`results.mode: postgres` in dev) from
+  Debian's postgresql, with an entrypoint doing what the official image's does for the
+  variables the rendered StatefulSet sets (see POSTGRES_ENTRYPOINT).
 
 Each image carries a label with the hash of what it was built from, so a warm run reuses it
 and any change to the recipe, the Dockerfile, the lock or the service sources rebuilds it."""
@@ -32,6 +35,68 @@ REDIS_INCLUDE = ("redis-server",)
 # /usr/local; redis's uid 999 owning /data (the official redis image's VOLUME).
 PYTHON_SETUP = "python3 -m venv /usr/local"
 REDIS_SETUP = "mkdir -p /data && chown 999:999 /data"
+# Debian's postgresql (15 in bookworm) made to look like the official postgres image: the
+# `postgres` user is uid/gid 999, the server's binaries are on PATH, the sample config listens
+# on every address, the data and socket directories exist for uid 999 (a fresh volume is
+# populated from the image's directory, ownership included; /var/run is a directory, not
+# Debian's symlink to /run: podman 4.3 resolves a mount path's symlink on the HOST when it
+# populates a volume, and would copy the host's /run/postgresql). Debian's own cluster (`main`,
+# created when the package is configured) is removed: the entrypoint makes one in PGDATA.
+POSTGRES_INCLUDE = ("postgresql",)
+POSTGRES_ENTRYPOINT = r"""#!/bin/bash
+# The official postgres image's entrypoint, reduced to what the rendered StatefulSet uses.
+# On an empty PGDATA: initdb with POSTGRES_USER as the bootstrap superuser and
+# POSTGRES_PASSWORD, trust over the local socket and scram-sha-256 for every TCP client (as
+# the official image's pg_hba.conf), POSTGRES_DB created, /docker-entrypoint-initdb.d run.
+# Then the server in the foreground.
+set -Eeo pipefail
+if [ "${1:0:1}" = '-' ]; then set -- postgres "$@"; fi
+if [ "$1" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
+  : "${POSTGRES_PASSWORD:?is required}"
+  POSTGRES_USER="${POSTGRES_USER:-postgres}"
+  POSTGRES_DB="${POSTGRES_DB:-$POSTGRES_USER}"
+  mkdir -p "$PGDATA" && chmod 00700 "$PGDATA"
+  initdb --username="$POSTGRES_USER" --pwfile=<(printf '%s\n' "$POSTGRES_PASSWORD") -D "$PGDATA"
+  printf '\nhost all all all scram-sha-256\n' >> "$PGDATA/pg_hba.conf"
+  pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -p 5432" -w start
+  export PGUSER="$POSTGRES_USER"
+  if [ "$POSTGRES_DB" != postgres ]; then
+    psql -v ON_ERROR_STOP=1 --no-password --dbname postgres --set db="$POSTGRES_DB" \
+      <<<'CREATE DATABASE :"db";'
+  fi
+  for f in /docker-entrypoint-initdb.d/*; do
+    case "$f" in
+      *.sh) . "$f" ;;
+      *.sql) psql -v ON_ERROR_STOP=1 --no-password --dbname "$POSTGRES_DB" -f "$f" ;;
+    esac
+  done
+  pg_ctl -D "$PGDATA" -m fast -w stop
+  unset PGUSER
+fi
+exec "$@"
+"""
+POSTGRES_SETUP = f"""set -e
+groupmod -g 999 postgres && usermod -u 999 -g 999 postgres
+rm -rf /etc/postgresql/* /var/lib/postgresql/*
+ln -s /usr/lib/postgresql/*/bin/* /usr/local/bin/
+sed -ri "s!^#?(listen_addresses)\\s*=\\s*\\S+.*!\\1 = '*'!" \\
+  /usr/share/postgresql/*/postgresql.conf.sample
+rm /var/run && mkdir /var/run
+mkdir -p /var/lib/postgresql/data /var/run/postgresql /docker-entrypoint-initdb.d
+chown -R 999:999 /var/lib/postgresql /var/run/postgresql
+chmod 1777 /var/lib/postgresql/data && chmod 3777 /var/run/postgresql
+cat > /usr/local/bin/docker-entrypoint.sh <<'ENTRYPOINT'
+{POSTGRES_ENTRYPOINT}ENTRYPOINT
+chmod 755 /usr/local/bin/docker-entrypoint.sh
+"""
+POSTGRES_CHANGES = (
+    "ENV=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "ENV=LANG=C.UTF-8",
+    "ENV=PGDATA=/var/lib/postgresql/data",
+    "STOPSIGNAL=SIGINT",
+    'ENTRYPOINT=["docker-entrypoint.sh"]',
+    'CMD=["postgres"]',
+)
 PYTHON_CHANGES = (
     "ENV=PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
     "ENV=LANG=C.UTF-8",
@@ -143,6 +208,10 @@ def build_base(podman: Podman) -> str:
 
 def build_redis(podman: Podman, name: str) -> str:
     return rootfs_image(podman, qualified(name), REDIS_INCLUDE, REDIS_SETUP, REDIS_CHANGES)
+
+
+def build_postgres(podman: Podman, name: str) -> str:
+    return rootfs_image(podman, qualified(name), POSTGRES_INCLUDE, POSTGRES_SETUP, POSTGRES_CHANGES)
 
 
 def setuptools_pin() -> str:

@@ -19,6 +19,7 @@ from pod_cluster import Cluster, wait_for
 from podman_runtime import Podman
 from rendered_stack import PodPlan
 
+from infra.names import REDIS
 from service.catalog.queues import CATALOG
 
 pytestmark = pytest.mark.timeout(1500)
@@ -42,7 +43,7 @@ def worker_pod(cluster: Cluster, queue: str) -> PodPlan:
 
 
 def broker_pod(cluster: Cluster) -> PodPlan:
-    (pod,) = [p for p in cluster.stack.pods if p.owner_kind == "StatefulSet"]
+    (pod,) = cluster.stack.owned_by(REDIS)
     return pod
 
 

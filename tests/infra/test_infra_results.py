@@ -109,7 +109,30 @@ def test_in_cluster_postgres_is_a_locked_down_statefulset_with_a_secret_url() ->
     (container,) = pod_spec(postgres)["containers"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     env = {e["name"]: e for e in container["env"]}
-    assert "secretKeyRef" in env["POSTGRES_PASSWORD"]["valueFrom"]
+    # The bootstrap superuser and the fleet's own role, each with its own generated password
+    assert env["POSTGRES_USER"]["value"] == "postgres"
+    assert env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "celery-fleet-postgres",
+        "key": "superuser-password",
+    }
+    assert env["FLEET_DB_USER"]["value"] == "fleet"
+    assert env["FLEET_DB_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "celery-fleet-postgres",
+        "key": "password",
+    }
+    # created by the init script on the first start: LOGIN only, owner of its database
+    init = by_name(resources, "ConfigMap")["celery-fleet-postgres-init"]
+    (script,) = init["data"].values()
+    assert "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE" in script
+    assert 'OWNER TO :"role"' in script and "FLEET_DB_PASSWORD" in script
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts["/docker-entrypoint-initdb.d"]["readOnly"] is True
+    passwords = next(
+        r
+        for r in resources
+        if r["name"] == "results-postgres-password" and r["type"].endswith("Secret")
+    )
+    assert is_secret_value(passwords["inputs"]["stringData"])
     assert postgres["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]
     policy = by_name(resources, "NetworkPolicy")["celery-fleet-postgres"]
     assert policy["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 5432}]
@@ -162,6 +185,7 @@ def test_rds_takes_the_network_of_the_elasticache_broker() -> None:
         ({"mode": "sqlite"}, "celery-fleet:results"),
         ({"mode": "external"}, "secretName"),
         ({"mode": "postgres", "allocatedStorageGb": 10}, "allocatedStorageGb"),
+        ({"mode": "postgres", "username": "postgres"}, "username: postgres is the in-cluster"),
     ],
 )
 def test_bad_results_config_fails_the_preview_naming_the_key(
