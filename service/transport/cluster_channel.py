@@ -75,6 +75,9 @@ class ClusterChannel(ClusterBindings, Channel):
         poll_client.connection = self._fleet_nodes.connection(node)
         self.client = poll_client
         super().__init__(connection, **kwargs)
+        # kombu fills in the database from its single-node pool, which a cluster has not
+        # (database 0 only).
+        self.keyprefix_fanout = self.keyprefix_fanout.format(db=0)
 
     # --- clients ----------------------------------------------------------------------------
 
@@ -107,6 +110,35 @@ class ClusterChannel(ClusterBindings, Channel):
             super().close()
         finally:
             self._fleet_nodes.close()
+
+    # --- kombu's queue commands, one key each (a cluster pipeline's delete() returns None,
+    # so kombu's chained pipelines break there; its `client` argument would be the poll
+    # connection, bound to one node)
+
+    def _delete(
+        self, queue: str, exchange: str, routing_key: str, pattern: str, *args: Any, **kwargs: Any
+    ) -> None:
+        self.auto_delete_queues.discard(queue)
+        member = self.sep.join([routing_key or "", pattern or "", queue or ""])
+        client = self.fleet_cluster_client
+        client.srem(self.keyprefix_queue % (exchange,), member)
+        client.srem(self.keyprefix_binding_permanent % (exchange,), member)
+        client.delete(*self._fleet_lists(queue))  # one slot: the queue's tag
+
+    def _purge(self, queue: str) -> int:
+        lists = self._fleet_lists(queue)
+        with self.fleet_cluster_client.pipeline(transaction=True) as pipe:
+            for key in lists:
+                pipe.llen(key)
+            pipe.delete(*lists)
+            sizes = pipe.execute()
+        return sum(int(size) for size in sizes[: len(lists)])
+
+    def _has_queue(self, queue: str, **kwargs: Any) -> bool:
+        return bool(self.fleet_cluster_client.exists(*self._fleet_lists(queue)))
+
+    def _fleet_lists(self, queue: str) -> list[str]:
+        return [self._q_for_pri(queue, pri) for pri in self.priority_steps]
 
     # --- polling, one slot per cycle ----------------------------------------------------------
 
