@@ -77,7 +77,8 @@ class ClusterChannel(ClusterBindings, Channel):
         super().__init__(connection, **kwargs)
         # kombu fills in the database from its single-node pool, which a cluster has not
         # (database 0 only).
-        self.keyprefix_fanout = self.keyprefix_fanout.format(db=0)
+        channel: Any = self
+        channel.keyprefix_fanout = str(channel.keyprefix_fanout).format(db=0)
 
     # --- clients ----------------------------------------------------------------------------
 
