@@ -11,13 +11,14 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from typing import Any
 
 import pytest
 from cluster_fixtures import cluster_app, cluster_worker_env, fleet, runs
 from cluster_harness import RedisClusterUnderTest
 from dlq.test_poison import POISON
-from harness import REPO, wait_until
+from harness import REPO, free_port, wait_until
 from redis.cluster import RedisCluster
 
 from service.catalog.naming import (
@@ -198,3 +199,35 @@ def test_results_on_a_cluster_broker_say_where_to_store_them(
     with pytest.raises(ClusterModeUnsupported, match="CELERY_RESULT_BACKEND") as refused:
         sent.get(timeout=1)
     assert "PostgreSQL" in str(refused.value) and "CROSSSLOT" not in str(refused.value)
+
+
+def test_flower_serves_on_a_cluster_broker(
+    redis_cluster: RedisClusterUnderTest, tmp_path: Any
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "CELERY_RESULT_BACKEND"}
+    port = free_port()
+    env.update({"CELERY_BROKER_URL": redis_cluster.url, "FLEET_FLOWER_PORT": str(port)})
+    with open(tmp_path / "flower.log", "wb") as log:
+        flower = subprocess.Popen(
+            [sys.executable, "-m", "service", "flower"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def page(path: str) -> int:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+                return int(answer.status)
+        except OSError:
+            return 0
+
+    try:
+        wait_until(lambda: page("/healthcheck") == 200, 40, message="Flower up")
+        assert page("/workers") == 200
+    finally:
+        os.killpg(flower.pid, signal.SIGTERM)
+        flower.wait(20)
+    assert "CROSSSLOT" not in (tmp_path / "flower.log").read_text()
