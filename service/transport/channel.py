@@ -207,6 +207,11 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
         self._brpop_sent_at = time.monotonic()
         connection.send_command(*args)
 
+    @property
+    def supports_batch_publish(self) -> bool:
+        # A batched publish skips FLEET_PUBLISH_WAIT_REPLICAS' WAIT: none while it is on.
+        return not self.fleet_publish_wait_replicas and bool(super().supports_batch_publish)
+
     # --- hooks: Redis Cluster overrides these (service.transport.cluster_channel) ---------
 
     def fleet_poll_queues(self) -> list[str]:
