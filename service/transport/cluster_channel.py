@@ -69,12 +69,20 @@ class ClusterChannel(ClusterBindings, Channel):
         self._fleet_empty_in_row = 0
         self._fleet_cycle_empty = False
         self._registered = False
+        if _Topology.stale:  # a reconnect after a lost node: read the topology first
+            cluster.nodes_manager.initialize()
+            _Topology.stale = False
         # The event loop's client: one connection at a time, to the node polled now.
         node = cluster.get_default_node()
         poll_client = redis.Redis(connection_pool=self._fleet_nodes.pool(node))
         poll_client.connection = self._fleet_nodes.connection(node)
         self.client = poll_client
-        super().__init__(connection, **kwargs)
+        try:
+            super().__init__(connection, **kwargs)  # kombu pings on the poll connection
+        except Exception:
+            _Topology.stale = True
+            self._fleet_nodes.close()
+            raise
         # kombu fills in the database from its single-node pool, which a cluster has not
         # (database 0 only).
         channel: Any = self
