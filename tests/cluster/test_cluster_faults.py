@@ -213,3 +213,24 @@ def test_acknowledged_publishes_through_a_killed_primary(
     if wait_replicas == "1":
         assert not lost
     client.close()
+
+
+def test_an_idle_worker_follows_a_graceful_failover_of_its_queue(
+    private_cluster: RedisClusterUnderTest,
+    redis_url: str,
+    worker_factory: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker blocked on its wake list when its primary is demoted (Redis unblocks it
+    with an error, or the idle poll meets MOVED) waits on the new primary: a task sent
+    after the failover runs well within the idle timeout it was started with (600 s)."""
+    client = private_cluster.client()
+    queue = _queue_off_the_url_node(private_cluster, client)
+    env = cluster_worker_env(redis_url, FLEET_IDLE_POLL_SECONDS="600")
+    worker_factory(queue, broker_url=private_cluster.url, env=env)
+    time.sleep(2)  # idle, blocked on the wake list
+    private_cluster.graceful_failover(queue_hash_tag(queue))
+    app = cluster_app(private_cluster.url, monkeypatch)
+    app.send_task(RECORD, args=["idle-fo", "1"], queue=queue)
+    wait_until(lambda: runs(client, "idle-fo") == {"1": 1}, 60, message="ran after failover")
+    client.close()
