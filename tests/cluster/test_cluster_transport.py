@@ -49,3 +49,22 @@ def test_tasks_on_every_catalog_queue_run_and_the_queues_spread_over_primaries(
     )
     for name in CATALOG.names:
         assert cluster_client.llen(priority_list_key(name, 0, cluster=True)) == 0
+
+
+def test_workers_started_as_shipped_with_mingle_run_tasks(
+    redis_cluster: RedisClusterUnderTest,
+    cluster_client: RedisCluster,
+    redis_url: str,
+    worker_factory: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Mingle (on by default in Celery) broadcasts at start and reads the replies from a
+    queue in another slot: the worker polls both, then its task queue alone."""
+    env = cluster_worker_env(redis_url)
+    for _ in range(2):
+        worker_factory("email", broker_url=redis_cluster.url, env=env, mingle=True)
+    app = cluster_app(redis_cluster.url, monkeypatch)
+    for i in range(20):
+        app.send_task(RECORD, args=["mingle", str(i)], queue="email")
+    expected = {str(i): 1 for i in range(20)}
+    wait_until(lambda: runs(cluster_client, "mingle") == expected, 60, message="all ran once")
