@@ -231,3 +231,24 @@ def test_flower_serves_on_a_cluster_broker(
         os.killpg(flower.pid, signal.SIGTERM)
         flower.wait(20)
     assert "CROSSSLOT" not in (tmp_path / "flower.log").read_text()
+
+
+def test_binding_tables_of_expiring_queues_are_kept_and_swept_per_slot(
+    redis_cluster: RedisClusterUnderTest, cluster_client: RedisCluster
+) -> None:
+    """kombu keeps the bindings of expiring queues (pidbox, replies) with a deadline; here
+    the deadline sits in the table's slot, so refresh and sweep are one script each."""
+    from kombu import Connection, Exchange, Queue
+
+    from service.transport.cluster_bindings import DEADLINE, TABLE
+
+    exchange = Exchange("fleet.test.reply", type="direct")
+    with Connection(redis_cluster.url) as connection:
+        channel = connection.channel()
+        Queue("t1.reply", exchange, routing_key="t1", expires=10.0)(channel).declare()
+        assert cluster_client.scard(TABLE % exchange.name) == 1
+        assert int(cluster_client.get(DEADLINE % exchange.name)) > time.time() * 1000
+        assert channel.sweep_bindings() == 0  # not due: kept
+        cluster_client.set(DEADLINE % exchange.name, 1)  # nobody refreshed it in time
+        assert channel.sweep_bindings() == 1
+        assert not cluster_client.exists(TABLE % exchange.name, DEADLINE % exchange.name)
