@@ -13,7 +13,7 @@ from celery import Celery
 
 from service import task_names, transport
 from service.config.celeryconfig import build_config
-from service.config.cluster_mode import register_refusals
+from service.config.cluster_mode import register_cluster
 from service.config.settings import FleetSettings, get_settings
 from service.dlq import listeners
 from service.dlq.capture import capture_raw
@@ -73,10 +73,11 @@ EXTENSIONS: tuple[Extension, ...] = (
         lambda app, settings: transport.register(),
     ),
     Extension(
-        "kombu transport and result backend for rediscluster:// URLs: refused with a clear "
-        "message (service.config.cluster_mode)",
-        register_refusals,
-        lambda app, settings: register_refusals(app.loader),
+        "kombu transport for rediscluster:// and redisscluster:// URLs (per-queue hash tags, "
+        "service.transport.cluster_channel); results there disabled with a clear message "
+        "(service.config.cluster_mode)",
+        register_cluster,
+        lambda app, settings: register_cluster(app.loader),
     ),
     Extension(
         "result backends: Redis and PostgreSQL classes that mask stored records, and the "

@@ -35,7 +35,7 @@ def settings_or_exit() -> FleetSettings:
 
 def celery_settings_or_exit() -> FleetSettings:
     """Settings for a command that runs Celery (worker, beat, Flower): also exit 2 when a URL
-    points Celery at a Redis Cluster, which it cannot use yet."""
+    points Celery at something it cannot use on a Redis Cluster (stored results)."""
     from service.config.cluster_mode import celery_refusal
 
     settings = settings_or_exit()

@@ -186,17 +186,17 @@ def pop_script_args(
     """numkeys, keys and args for service.transport.scripts.POP_AND_TRACK over one queue, as
     the channel builds them."""
     from service.catalog.naming import (
-        QUARANTINE_KEY,
         consumers_key,
         held_key,
         priority_list_keys,
+        quarantine_key,
         unacked_key,
         wake_key,
     )
 
     lists = lists if lists is not None else priority_list_keys(queue)
     keys = [*lists, unacked_key(queue), held_key(queue, consumer), consumers_key(queue)]
-    keys += [wake_key(queue), QUARANTINE_KEY]
+    keys += [wake_key(queue), quarantine_key(queue)]
     return [len(keys), *keys, len(lists), 1, consumer, 1_700_000_000.5, *([1] * len(lists))]
 
 

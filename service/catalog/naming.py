@@ -42,8 +42,8 @@ def autoscaler_name(queue: str) -> str:
 # name, here. All of a queue's transport keys share the hash tag `{<queue>}`, so on Redis
 # Cluster each script touches one slot. The message lists are the exception on a single
 # Redis: stock kombu producers push to `<queue>` and `<queue>\x06\x16<n>`, and the transport
-# keeps consuming those names; `priority_list_key` is the one function cluster mode swaps
-# for tagged names.
+# keeps consuming those names. On Redis Cluster (no stock producer can run there) the lists
+# carry the tag too: `{q}`, `{q}\x06\x163`, ... (`priority_list_key(..., cluster=True)`).
 #
 # Layout for queue `q`:
 #   q, q\x06\x163, ...          waiting messages, one list per priority step (kombu's names)
@@ -52,6 +52,7 @@ def autoscaler_name(queue: str) -> str:
 #   fleet:{q}:held:<consumer>   sorted set: delivery tag -> pop time (Redis TIME, s): what
 #                               one consumer holds of q
 #   fleet:{q}:wake              list of wake tokens for idle workers of q
+#   fleet:{q}:quarantine        hash: bytes popped from q that cjson cannot read (below)
 # kombu's own global `unacked` / `unacked_index` (stock kombu clients, the previous release)
 # are only swept, after the visibility timeout (LEGACY_UNACKED_*).
 
@@ -66,18 +67,24 @@ def queue_hash_tag(queue: str) -> str:
     return "{" + queue + "}"
 
 
-def priority_list_key(queue: str, priority: int, sep: str = KOMBU_DEFAULT_SEP) -> str:
-    """The Redis list kombu uses for one priority step of a queue (step 0 is the bare name)."""
-    return queue if priority == 0 else f"{queue}{sep}{priority}"
+def priority_list_key(
+    queue: str, priority: int, sep: str = KOMBU_DEFAULT_SEP, cluster: bool = False
+) -> str:
+    """The Redis list kombu uses for one priority step of a queue (step 0 is the bare name).
+    On Redis Cluster the queue's hash tag stands for its name, so every list of the queue is
+    in the slot of its other keys."""
+    base = queue_hash_tag(queue) if cluster else queue
+    return base if priority == 0 else f"{base}{sep}{priority}"
 
 
 def priority_list_keys(
     queue: str,
     steps: Sequence[int] = KOMBU_DEFAULT_PRIORITY_STEPS,
     sep: str = KOMBU_DEFAULT_SEP,
+    cluster: bool = False,
 ) -> list[str]:
     """Every Redis list that holds waiting messages of `queue`, most urgent first."""
-    return [priority_list_key(queue, step, sep) for step in sorted(steps)]
+    return [priority_list_key(queue, step, sep, cluster) for step in sorted(steps)]
 
 
 def unacked_key(queue: str) -> str:
@@ -104,9 +111,15 @@ def wake_key(queue: str) -> str:
 # waiting message) and the DLQ (checked on receipt, reset on replay).
 SENT_AT_HEADER = "fleet_sent_at"
 
-# Bytes a pop took from a queue's list that Redis' cjson cannot read wait here until the worker
-# has decided (service.transport.quarantine): hash "<list key>|sha1" -> the bytes.
-QUARANTINE_KEY = "fleet:quarantine"
+# Bytes a pop took from a queue's list that Redis' cjson cannot read wait in the queue's
+# quarantine hash until the worker has decided (service.transport.quarantine): hash
+# "<list key>|sha1" -> the bytes. One per queue, in the queue's slot (the pop script writes
+# it). The one global hash of earlier releases is still drained (LEGACY_QUARANTINE_KEY).
+LEGACY_QUARANTINE_KEY = "fleet:quarantine"
+
+
+def quarantine_key(queue: str) -> str:
+    return f"fleet:{queue_hash_tag(queue)}:quarantine"
 
 
 def quarantine_field(list_key: str, item: bytes) -> str:

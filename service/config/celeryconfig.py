@@ -7,6 +7,7 @@ from typing import Any
 from service.catalog.naming import BEAT_KEY_PREFIX, BEAT_LOCK_KEY
 from service.catalog.queues import CATALOG, Priority, QueueCatalog
 from service.catalog.routing import CatalogRouter, build_task_queues
+from service.config.redis_url import is_cluster_url, node_url
 from service.config.settings import FleetSettings
 
 
@@ -29,6 +30,9 @@ def transport_options(settings: FleetSettings) -> dict[str, Any]:
         "fleet_idle_timeout": settings.idle_poll_seconds,
         # service.transport: a consumer whose heartbeat is older than this is dead.
         "fleet_dead_owner_timeout": settings.dead_owner_timeout_seconds,
+        # service.transport.replicated: WAIT for replicas after each publish (0: off).
+        "fleet_publish_wait_replicas": settings.publish_wait_replicas,
+        "fleet_publish_wait_timeout_ms": settings.publish_wait_timeout_ms,
     }
 
 
@@ -164,11 +168,15 @@ def beat_config(settings: FleetSettings) -> dict[str, Any]:
     while it holds a lock there (celery-redbeat): a restarted or rescheduled beat resumes
     the schedule instead of starting it afresh, and a second beat waits instead of sending
     every periodic task twice."""
+    broker = settings.broker_url.get_secret_value()
+    cluster = is_cluster_url(broker)
     return {
         "beat_scheduler": "redbeat.RedBeatScheduler",
-        "redbeat_redis_url": settings.broker_url.get_secret_value(),
+        # On Redis Cluster redbeat makes a RedisCluster client of the one-node URL form; its
+        # pipelines are not transactions there, and each of its commands touches one key.
+        "redbeat_redis_url": node_url(broker) if cluster else broker,
         # Explicit, so redbeat never forwards the broker's transport options to its client.
-        "redbeat_redis_options": {},
+        "redbeat_redis_options": {"cluster": True} if cluster else {},
         "redbeat_key_prefix": BEAT_KEY_PREFIX,
         "redbeat_lock_key": BEAT_LOCK_KEY,
         "redbeat_lock_timeout": settings.beat_lock_timeout,

@@ -1,76 +1,69 @@
-"""What runs on Redis Cluster today, and the one clear refusal for what does not.
+"""Redis Cluster URLs for Celery: the broker transport that runs there, and the clear refusal
+of what cannot.
 
-On a cluster URL (service.config.redis_url) the DLQ store and every `fleet dlq` command, the
-exporter, the cluster-wide rate limiter and the tasks' own Redis keys work. Celery itself
-does not yet: the broker transport (publish, pop, ack, restore, wake), the result backend,
-and what rides on the broker (beat's sends, task events and Flower, `celery
-inspect`/`control` broadcasts). Stock kombu would fail there with a CROSSSLOT traceback
-deep inside a worker; this says so instead, naming the variable: `fleet worker|beat|flower`
-exit 2 before Celery starts, and anything else that would use the broker or the result
-backend on a cluster URL (`celery inspect`, `celery control`, `celery events`, a producer's
-`apply_async`, a result's `.get()`) raises ClusterModeUnsupported when it connects. The
-app itself still loads: the DLQ CLI reads its task registry."""
+A `rediscluster://` or `redisscluster://` broker URL selects the cluster transport
+(service.transport.cluster_channel): workers, producers, beat's sends, task events, Flower
+and `celery inspect`/`control` run on the cluster. Beat's schedule and lock (redbeat) use a
+RedisCluster client of the same URL (service.config.celeryconfig).
+
+Stored results cannot live on a cluster: Celery's Redis result backend issues commands
+over several keys (a chord's counters and its result set, GET of many results), which a
+cluster refuses with CROSSSLOT. A cluster URL in CELERY_RESULT_BACKEND is refused at start
+by the settings; left unset with a cluster broker, results are disabled, and a task or
+caller that stores or reads one gets ClusterModeUnsupported naming CELERY_RESULT_BACKEND
+and the alternatives, never a CROSSSLOT traceback."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from celery.backends.base import DisabledBackend
 from kombu import transport as kombu_transport
-from kombu.transport import base as kombu_base
 
 from service.config.redis_url import CLUSTER_SCHEMES, is_cluster_url
 from service.config.settings import FleetSettings
 from service.errors import ClusterModeUnsupported
 
-WORKS_ON_A_CLUSTER = "`fleet dlq`, `fleet exporter` and the cluster-wide rate limiter"
-
-
-def refusal(variable: str) -> str:
-    return (
-        f"{variable} is a Redis Cluster URL: Celery's broker transport and result backend "
-        "do not run on Redis Cluster in this release (stock kombu fails there: its keys of "
-        "one queue hash to different slots). Point workers, beat, Flower, producers and "
-        "`celery inspect`/`control` at a redis:// or rediss:// URL; "
-        f"{WORKS_ON_A_CLUSTER} work on the cluster (see README, Scaling past one Redis)."
-    )
+RESULTS_ON_A_CLUSTER = (
+    "CELERY_RESULT_BACKEND: stored results cannot live on Redis Cluster (Celery's Redis "
+    "result backend uses commands over several keys, which a cluster refuses). Set "
+    "CELERY_RESULT_BACKEND to a PostgreSQL URL (db+postgresql://...) or to a separate "
+    "single Redis (redis:// or rediss://); see README, Scaling past one Redis"
+)
 
 
 def celery_refusal(settings: FleetSettings) -> str | None:
     """Why Celery (worker, beat, Flower, inspect/control, a producer) cannot use these
-    settings, or None when it can."""
-    urls = (
-        ("CELERY_BROKER_URL", settings.broker_url.get_secret_value()),
-        ("CELERY_RESULT_BACKEND", settings.result_backend_url),
-    )
-    for variable, url in urls:
-        if is_cluster_url(url):
-            return refusal(variable)
+    settings, or None when it can. A cluster broker can; a cluster result backend is
+    refused by the settings already (this stays as the one place to add a refusal)."""
+    if settings.result_backend is not None and is_cluster_url(settings.result_backend_url):
+        return RESULTS_ON_A_CLUSTER
     return None
 
 
-class RefusedClusterTransport(kombu_base.Transport):
-    """What kombu loads for a cluster broker URL: it refuses, with the reason, as soon as a
-    connection is made (kombu instantiates the transport class on first use; before that
-    it reads class attributes such as `can_parse_url`, hence the kombu base class)."""
+class ClusterResultsDisabled(DisabledBackend):
+    """What Celery loads for results when the broker is a cluster and CELERY_RESULT_BACKEND
+    is unset: tasks that ignore results (the default) run; storing or reading a result
+    raises ClusterModeUnsupported with the alternatives."""
 
-    driver_type = driver_name = "redis"
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise ClusterModeUnsupported(RESULTS_ON_A_CLUSTER)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise ClusterModeUnsupported(refusal("CELERY_BROKER_URL"))
+    store_result = ensure_chords_allowed = _refuse
+    get_state = get_status = get_result = get_traceback = _refuse
+    get_task_meta_for = wait_for = get_many = _refuse
 
-
-class RefusedClusterResultBackend:
-    """What Celery loads for a cluster result backend URL: refuses when first used."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise ClusterModeUnsupported(refusal("CELERY_RESULT_BACKEND"))
+    def as_uri(self, *args: Any, **kwargs: Any) -> str:
+        return "disabled://"
 
 
-def register_refusals(loader: Any) -> None:
-    """Cluster schemes name the refusing transport and result backend in this process (the
-    app factory calls this; the cluster transport replaces it when it lands)."""
+def register_cluster(loader: Any) -> None:
+    """Cluster schemes name the cluster transport and the disabled result backend in this
+    process (the app factory calls this)."""
     backends = dict(loader.override_backends)  # a class attribute: never mutate it in place
     for scheme in CLUSTER_SCHEMES:
-        kombu_transport.TRANSPORT_ALIASES[scheme] = f"{__name__}:RefusedClusterTransport"
-        backends[scheme] = f"{__name__}:RefusedClusterResultBackend"
+        kombu_transport.TRANSPORT_ALIASES[scheme] = (
+            "service.transport.cluster_channel:ClusterTransport"
+        )
+        backends[scheme] = f"{__name__}:ClusterResultsDisabled"
     loader.override_backends = backends

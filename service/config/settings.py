@@ -70,6 +70,11 @@ class FleetSettings(BaseSettings):
     # An idle worker blocks on its queues' wake lists and polls anyway this often, for
     # messages pushed by something that does not push a wake token (a stock kombu client).
     idle_poll_seconds: float = Field(default=30.0, ge=0.1, le=600)
+    # Each publish waits until this many replicas have it (WAIT after the push, on the same
+    # connection): closes the window in which a failed primary loses acknowledged publishes
+    # (replication is asynchronous), at the cost of a replica round trip per publish. 0: off.
+    publish_wait_replicas: int = Field(default=0, ge=0, le=5)
+    publish_wait_timeout_ms: int = Field(default=1000, ge=1, le=60_000)
     priority_steps: tuple[int, ...] = KOMBU_DEFAULT_PRIORITY_STEPS
     priority_sep: str = KOMBU_DEFAULT_SEP
 

@@ -104,7 +104,7 @@ class DLQWriter:
         if "raw" in envelope:
             # Bytes that never were a kombu message go back verbatim (after a consumer fix).
             message = base64.b64decode(envelope["raw"])
-            target = destination
+            target = priority_list_key(destination, 0, cluster=is_cluster(self._push_client))
         else:
             properties = envelope.setdefault("properties", {})
             if to_queue is not None and to_exchange is not None:
@@ -118,7 +118,9 @@ class DLQWriter:
             priority = properties.get("priority")
             priority = priority if isinstance(priority, int) else 0
             step = max((s for s in self.priority_steps if s <= priority), default=0)
-            target = priority_list_key(destination, step, self.priority_sep)
+            # The broker's list name: tagged on a cluster (the transport's names there).
+            cluster = is_cluster(self._push_client)
+            target = priority_list_key(destination, step, self.priority_sep, cluster)
             message = json.dumps(envelope).encode()
         if self._one_script(queue, target):
             pushed = self._remove_entry(queue, entry_id, entry, "push", target, message)

@@ -123,8 +123,12 @@ def read_queue_stats(
     client = client or broker_redis()
     if dlq_client is None:
         dlq_client = client if settings.dlq_url is None else dlq_redis()
+    # On a cluster the lists carry the queue's hash tag (the transport's names there).
+    cluster = is_cluster(client)
     layout = {
-        spec.name: priority_list_keys(spec.name, settings.priority_steps, settings.priority_sep)
+        spec.name: priority_list_keys(
+            spec.name, settings.priority_steps, settings.priority_sep, cluster
+        )
         for spec in catalog
     }
     groups = slot_groups(client, [key for keys in layout.values() for key in keys])

@@ -33,11 +33,11 @@ from kombu.utils.json import dumps
 from redis.exceptions import NoScriptError
 
 from service.catalog.naming import (
-    QUARANTINE_KEY,
     consumers_key,
     held_key,
     priority_list_key,
     quarantine_field,
+    quarantine_key,
     unacked_key,
     wake_key,
 )
@@ -68,7 +68,7 @@ DEAD_OWNER_TIMEOUT_SECONDS = 30.0
 # After Redis refused the poll (full, a script error): wait this long before the next one.
 BACKOFF_SECONDS = 1.0
 
-__all__ = ["QUARANTINE_KEY", "MalformedEnvelope", "Transport", "parse_envelope", "register"]
+__all__ = ["MalformedEnvelope", "Transport", "parse_envelope", "register"]
 
 
 # The kombu stubs omit the Redis channel's private helpers used below.
@@ -81,9 +81,14 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
         *_RedisChannel.from_transport_options,
         "fleet_idle_timeout",
         "fleet_dead_owner_timeout",
+        "fleet_publish_wait_replicas",
+        "fleet_publish_wait_timeout_ms",
     )
     fleet_idle_timeout = IDLE_TIMEOUT_SECONDS
     fleet_dead_owner_timeout = DEAD_OWNER_TIMEOUT_SECONDS
+    # FLEET_PUBLISH_WAIT_REPLICAS / _TIMEOUT_MS (service.transport.replicated): 0 = off.
+    fleet_publish_wait_replicas = 0
+    fleet_publish_wait_timeout_ms = 1000
     # Messages whose body decoding cannot raise: bad bodies reach the DLQ (transport.message).
     Message = SafeMessage
     _fleet_idle = False
@@ -92,6 +97,10 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
     _fleet_tracked_tag: str | None = None
     _fleet_waited: list[str] = []  # noqa: RUF012 - replaced, never mutated
     _quarantine_drained = False  # once per process, shared by every channel
+    # Redis Cluster hooks (service.transport.cluster_channel overrides them): list names
+    # carry the queue's hash tag there, and kombu's global keys of earlier releases (the
+    # legacy quarantine hash) never existed.
+    fleet_cluster = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -145,7 +154,7 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
 
     def _q_for_pri(self, queue: str, pri: int) -> str:
         # Every list name goes through the one function (service.catalog.naming).
-        return priority_list_key(queue, self.priority(pri), self.sep)
+        return priority_list_key(queue, self.priority(pri), self.sep, self.fleet_cluster)
 
     # --- consuming -------------------------------------------------------------------------
 
@@ -163,7 +172,7 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
         for queue in queues:
             keys += [unacked_key(queue), held_key(queue, self.consumer_id)]
             keys += [consumers_key(queue), wake_key(queue)]
-        keys.append(QUARANTINE_KEY)
+        keys += [quarantine_key(queue) for queue in queues]
         return keys, [len(lists), len(queues), self.consumer_id, time.time(), *index]
 
     def _pop_command(self, queues: list[str]) -> list[Any]:
@@ -173,7 +182,7 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
     def _brpop_start(self, timeout: float | None = None) -> None:
         if self.global_keyprefix:
             raise RuntimeError("celery-fleet's transport does not support global_keyprefix")
-        queues = self._queue_cycle.consume(len(self.active_queues))
+        queues = self.fleet_poll_queues()
         if not queues:
             return
         # Acks and requeues a full or absent Redis refused: written first, so they go
@@ -182,27 +191,58 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
         if not Channel._quarantine_drained or drain_due():
             Channel._quarantine_drained = True
             with self.conn_or_acquire() as client:
-                drain_quarantine_safely(client)
+                drain_quarantine_safely(client, self.active_queues, not self.fleet_cluster)
         self._fleet_waited = queues
         if self._fleet_backoff:
             args: list[Any] = ["BLPOP", f"fleet:backoff:{uuid.uuid4().hex}", BACKOFF_SECONDS]
             self._fleet_pending = "wait"
         elif self._fleet_idle:
-            args = ["BLPOP", *(wake_key(q) for q in queues), self.fleet_idle_timeout]
+            args = ["BLPOP", *(wake_key(q) for q in queues), self.fleet_wait_timeout()]
             self._fleet_pending = "wait"
         else:
             args = self._pop_command(queues)
             self._fleet_pending = "pop"
-        self._in_poll = self.client.connection
+        connection = self.fleet_poll_connection(queues)
+        self._in_poll = connection
         self._brpop_sent_at = time.monotonic()
-        self.client.connection.send_command(*args)
+        connection.send_command(*args)
+
+    @property
+    def supports_batch_publish(self) -> bool:
+        # A batched publish skips FLEET_PUBLISH_WAIT_REPLICAS' WAIT: none while it is on.
+        return not self.fleet_publish_wait_replicas and bool(super().supports_batch_publish)
+
+    # --- hooks: Redis Cluster overrides these (service.transport.cluster_channel) ---------
+
+    def fleet_poll_queues(self) -> list[str]:
+        """The queues this poll covers: all of them, in one script, on one Redis."""
+        return list(self._queue_cycle.consume(len(self.active_queues)))
+
+    def fleet_wait_timeout(self) -> float:
+        """Seconds an idle wait blocks on the wake lists."""
+        return float(self.fleet_idle_timeout)
+
+    def fleet_poll_connection(self, queues: list[str]) -> Any:
+        """The event loop's connection that serves `queues`."""
+        return self.client.connection
+
+    def fleet_poll_empty(self, queues: list[str]) -> None:
+        """A poll of `queues` found nothing: wait for a wake token next."""
+        self._fleet_idle = True
+
+    def fleet_poll_refused(self, exc: Exception) -> None:
+        """Redis answered the poll with an error (the caller backs off)."""
+
+    def fleet_heartbeat_client(self) -> Any:
+        """The client the process' heartbeat thread beats with."""
+        return self.Client(connection_pool=self.pool)
 
     def basic_consume(self, queue: str, *args: Any, **kwargs: Any) -> Any:
         tag = super().basic_consume(queue, *args, **kwargs)
         if queue not in self._fanout_queues:
             # Beat for the queue before the first pop, from the process' heartbeat thread.
             self._fleet_consumed.add(queue)
-            client = self.Client(connection_pool=self.pool)
+            client = self.fleet_heartbeat_client()
             script = self.fleet_script("heartbeat")
             self._fleet_heartbeat.add(queue, self.consumer_id, self, client, script)
         # A wait covers the queues consumed when it began (at start: only mingle's reply
@@ -283,6 +323,7 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
                 raise Empty() from None
             except self.ResponseError as exc:
                 # A full Redis, a wrong-type wake list...: back off, never die or spin.
+                self.fleet_poll_refused(exc)
                 if is_redis_unavailable(exc):
                     REFUSALS.labels("poll").inc()
                 warn_throttled("poll", "Redis refused the poll (%s); retrying in %ss", exc, 1)
@@ -292,7 +333,7 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
             list_key, item, tag, *wrong_type = reply
             if not list_key:
                 self._warn_wrong_type(wrong_type)
-                self._fleet_idle = True
+                self.fleet_poll_empty(self._fleet_waited)
                 raise Empty()
             self._fleet_idle = False
             dest = self._fleet_list_queue[bytes_to_str(list_key)]
@@ -336,10 +377,11 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
                 # (a header of that name): never deliver a message under another's record.
                 raise MalformedEnvelope("delivery_tag found outside the message properties")
         except MalformedEnvelope as exc:
+            hash_key = quarantine_key(queue)
             with self.conn_or_acquire() as client:
                 if not tag:
-                    dead_letter_raw(client, item, list_key, exc)
-                elif dead_letter_raw(client, item, list_key, exc):
+                    dead_letter_raw(client, item, list_key, exc, hash_key)
+                elif dead_letter_raw(client, item, list_key, exc, hash_key):
                     # cjson read it but Python cannot: the unacked record goes too.
                     self.qos._remove_from_indices(tag, client.pipeline()).execute()
                     self.forget(tag)
@@ -351,7 +393,7 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
         info = properties.get("delivery_info") or {}
         record = dumps([payload, info.get("exchange") or "", info.get("routing_key") or ""])
         tag = properties["delivery_tag"]
-        keys = [QUARANTINE_KEY, unacked_key(queue), held_key(queue, self.consumer_id)]
+        keys = [quarantine_key(queue), unacked_key(queue), held_key(queue, self.consumer_id)]
         keys.append(consumers_key(queue))
         with self.conn_or_acquire() as client:
             tracked = self.fleet_script("track_quarantined")(

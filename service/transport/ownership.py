@@ -125,7 +125,11 @@ class Heartbeat:
         for attempt in (1, 2):
             with client.pipeline(transaction=False) as pipe:
                 for queue, consumer in pairs:
-                    pipe.evalsha(script.sha, 1, consumers_key(queue), consumer, *args)
+                    # execute_command: a cluster pipeline has no evalsha() (it routes a raw
+                    # EVALSHA by its key like any command).
+                    pipe.execute_command(
+                        "EVALSHA", script.sha, 1, consumers_key(queue), consumer, *args
+                    )
                 try:
                     return list(pipe.execute())
                 except NoScriptError:

@@ -11,6 +11,7 @@ from kombu.utils.json import dumps
 
 from service.catalog.naming import wake_key
 from service.transport.envelope import MalformedEnvelope
+from service.transport.replicated import push_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,13 @@ class RingingPublisher(_KombuChannelInternals):  # type: ignore[misc]
                 script = self.__dict__["_fleet_push_and_ring"] = client.register_script(
                     PUSH_AND_RING
                 )
-            script(keys=[key, wake_key(queue)], args=[dumps(message), WAKE_TOKEN], client=client)
+            keys, args = [key, wake_key(queue)], [dumps(message), WAKE_TOKEN]
+            replicas = int(getattr(self, "fleet_publish_wait_replicas", 0) or 0)
+            if replicas:  # hook: FLEET_PUBLISH_WAIT_REPLICAS (service.transport.replicated)
+                timeout = int(self.fleet_publish_wait_timeout_ms)
+                push_and_wait(client, script, keys, args, replicas, timeout)
+            else:
+                script(keys=keys, args=args, client=client)
 
     def _ring(self, queue: str) -> None:
         """Push a wake token after a message was queued: a hint only, so its failure is

@@ -1,6 +1,8 @@
 """The quarantine: bytes a pop found in a queue's list that Redis' cjson cannot read wait in
-one hash until the worker has decided (deliver, or dead-letter), so a crash in between
-loses nothing."""
+the queue's quarantine hash (`fleet:{<queue>}:quarantine`, in the queue's slot on Redis
+Cluster) until the worker has decided (deliver, or dead-letter), so a crash in between loses
+nothing. The one global hash of earlier releases (`fleet:quarantine`) is still drained, on a
+single Redis, so items a previous release left there are not stranded."""
 
 from __future__ import annotations
 
@@ -10,7 +12,12 @@ from typing import Any
 
 from kombu.utils.encoding import bytes_to_str
 
-from service.catalog.naming import QUARANTINE_KEY, quarantine_field, quarantine_list_key
+from service.catalog.naming import (
+    LEGACY_QUARANTINE_KEY,
+    quarantine_field,
+    quarantine_key,
+    quarantine_list_key,
+)
 from service.config.redis_faults import is_redis_unavailable, note_refusal
 from service.errors import FleetError
 from service.transport.envelope import MalformedEnvelope, parse_envelope
@@ -52,25 +59,27 @@ def drain_due() -> bool:
     return due
 
 
-def dead_letter_raw(client: Any, item: bytes, list_key: str, exc: BaseException) -> bool:
-    """Move a quarantined item to the DLQ; it stays quarantined if that fails."""
+def dead_letter_raw(
+    client: Any, item: bytes, list_key: str, exc: BaseException, hash_key: str
+) -> bool:
+    """Move an item quarantined in `hash_key` to the DLQ; it stays there if that fails."""
     try:
         dead_letter_poison(item, list_key, exc)
     except Exception as write_error:
         if is_redis_unavailable(write_error):
             _Retry.due = True
-            note_refusal("dead-letter", write_error, f"the item stays in {QUARANTINE_KEY}")
+            note_refusal("dead-letter", write_error, f"the item stays in {hash_key}")
             return False
-        logger.exception("dead-letter write failed; the item stays in %s", QUARANTINE_KEY)
+        logger.exception("dead-letter write failed; the item stays in %s", hash_key)
         return False
-    client.hdel(QUARANTINE_KEY, quarantine_field(list_key, item))
+    client.hdel(hash_key, quarantine_field(list_key, item))
     return True
 
 
-def drain_quarantine_safely(client: Any) -> None:
+def drain_quarantine_safely(client: Any, queues: list[str], legacy: bool = True) -> None:
     """drain_quarantine, retried at a later poll when Redis refuses it."""
     try:
-        drain_quarantine(client)
+        drain_quarantine(client, queues, legacy)
     except Exception as exc:
         if not is_redis_unavailable(exc):
             raise
@@ -78,19 +87,29 @@ def drain_quarantine_safely(client: Any) -> None:
         note_refusal("quarantine", exc)
 
 
-def drain_quarantine(client: Any) -> int:
-    """Items a crashed worker left quarantined (between its pop and its decision): a message
-    Python can read goes back to the tail of its list (next to be popped), anything else to
-    the DLQ. Called once per worker process, before its first poll."""
+def drain_quarantine(client: Any, queues: list[str], legacy: bool = True) -> int:
+    """Items a crashed worker left quarantined in `queues` (between its pop and its
+    decision): a message Python can read goes back to the tail of its list (next to be
+    popped), anything else to the DLQ. Called once per worker process before its first
+    poll, and again after a refusal. `legacy`: the global hash of earlier releases too
+    (one Redis only: a cluster never had one)."""
+    hashes = [quarantine_key(queue) for queue in queues]
+    if legacy:
+        hashes.append(LEGACY_QUARANTINE_KEY)
     drained = 0
-    for field, item in client.hgetall(QUARANTINE_KEY).items():
-        list_key = quarantine_list_key(bytes_to_str(field))
-        try:
-            parse_envelope(item)
-        except MalformedEnvelope:
-            dead_letter_raw(client, item, list_key, MalformedEnvelope("left in quarantine"))
-        else:
-            with client.pipeline() as pipe:  # MULTI/EXEC: back in the list, out of quarantine
-                pipe.rpush(list_key, item).hdel(QUARANTINE_KEY, field).execute()
-        drained += 1
+    for hash_key in hashes:
+        for field, item in client.hgetall(hash_key).items():
+            list_key = quarantine_list_key(bytes_to_str(field))
+            try:
+                parse_envelope(item)
+            except MalformedEnvelope:
+                dead_letter_raw(
+                    client, item, list_key, MalformedEnvelope("left in quarantine"), hash_key
+                )
+            else:
+                # MULTI/EXEC (one slot: the list and the queue's hash share its tag; the
+                # legacy hash exists on one Redis only): back in the list, out of quarantine.
+                with client.pipeline(transaction=True) as pipe:
+                    pipe.rpush(list_key, item).hdel(hash_key, field).execute()
+            drained += 1
     return drained

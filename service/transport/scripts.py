@@ -9,8 +9,8 @@ from __future__ import annotations
 
 # Pop the next message AND record it as unacked, owned by this consumer, in one atomic step.
 # KEYS: the message lists in priority order (n), then per polled queue (m groups of 4): its
-#       unacked hash, this consumer's held set, its consumers set, its wake list; then the
-#       quarantine hash.
+#       unacked hash, this consumer's held set, its consumers set, its wake list; then each
+#       polled queue's quarantine hash (m, in the same order).
 # ARGV: n, m, consumer id, pop time (the worker's clock: it only orders one consumer's own
 #       messages for their restore, it is never compared with another host's clock), then
 #       for each list the index (1..m) of its queue.
@@ -32,7 +32,6 @@ local n = tonumber(ARGV[1])
 local m = tonumber(ARGV[2])
 local consumer = ARGV[3]
 local popped_at = ARGV[4]
-local quarantine = KEYS[n + 4 * m + 1]
 
 -- The string value of the one key `name` in the item, read without decoding it: nil when
 -- the key is absent, occurs twice, or its value is not a plain string (then cjson decides).
@@ -67,7 +66,9 @@ local function fields(item)
 end
 
 local function track(i, item)
-  local base = n + 4 * (tonumber(ARGV[4 + i]) - 1)
+  local q = tonumber(ARGV[4 + i])
+  local base = n + 4 * (q - 1)
+  local quarantine = KEYS[n + 4 * m + q]
   local tag, ex, rk = fields(item)
   if tag and tag ~= '' then
     redis.call('HSET', KEYS[base + 1], tag,

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
 from envelopes import call_body, envelope
 from harness import REPO
 
@@ -50,3 +51,24 @@ def fleet(url: str, *args: str, dlq_url: str | None = None) -> subprocess.Comple
         text=True,
         timeout=60,
     )
+
+
+def cluster_app(url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A producer app with its broker on the cluster (results ignored, as shipped). Celery
+    reads CELERY_BROKER_URL from the environment before its configuration, so the test's
+    environment names the cluster while it runs."""
+    from service.app_factory import create_app
+    from service.config.settings import FleetSettings
+
+    monkeypatch.setenv("CELERY_BROKER_URL", url)
+    return create_app(FleetSettings())
+
+
+def runs(client: Any, run: str) -> dict[str, int]:
+    """service.tasks.diagnostics.record's counts for `run`: item -> executions."""
+    return {k.decode(): int(v) for k, v in client.hgetall(f"fleet:diag:runs:{run}").items()}
+
+
+def cluster_worker_env(redis_url: str, **extra: str) -> dict[str, str]:
+    """A worker on the cluster broker; results (the tests never read them) on one Redis."""
+    return {"CELERY_RESULT_BACKEND": redis_url, **extra}

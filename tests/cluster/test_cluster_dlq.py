@@ -64,13 +64,13 @@ def test_fleet_dlq_commands_on_the_cluster(
     # replay to its own queue: one script (the queue's base list shares the DLQ's slot)
     replayed = fleet(url, "dlq", "replay", "email-0", "--json")
     assert json.loads(replayed.stdout) == {"replayed": 1, "already_gone": 0}, replayed.stderr
-    base = priority_list_key("email", 0)
+    base = priority_list_key("email", 0, cluster=True)
     assert json.loads(cluster_client.lindex(base, 0))["headers"]["id"] == "email-0"
     assert cluster_client.llen(wake_key("email")) == 1
     # replay elsewhere: the destination is in another slot, so claim, push, drop the claim
     moved = fleet(url, "dlq", "replay", "reports-1", "--to-queue", "analytics", "--json")
     assert json.loads(moved.stdout) == {"replayed": 1, "already_gone": 0}, moved.stderr
-    assert cluster_client.llen("analytics") == 1
+    assert cluster_client.llen(priority_list_key("analytics", 0, cluster=True)) == 1
     assert cluster_client.hlen(claims_key("reports")) == 0
     # replaying the same id again enqueues nothing
     again = fleet(url, "dlq", "replay", "email-0", "--json")
@@ -83,15 +83,18 @@ def test_fleet_dlq_commands_on_the_cluster(
     assert json.loads(empty.stdout) == []
 
 
-def test_a_priority_sub_list_in_another_slot_is_replayed_through_a_claim(
+def test_a_priority_sub_list_is_replayed_in_one_script_on_its_queue_slot(
     cluster_client: RedisCluster,
 ) -> None:
     store = DLQWriter(cluster_client)
     entry, message = dead_letter("email", "urgent")
     message["properties"]["priority"] = 6
     store.add(entry, message)
+    # every list of the queue carries its tag on a cluster: the entry's slot
+    target = priority_list_key("email", 6, cluster=True)
+    assert store._one_script("email", target)
     assert store.replay("email", "urgent") is True
-    assert cluster_client.llen(priority_list_key("email", 6)) == 1
+    assert cluster_client.llen(target) == 1
     assert cluster_client.hlen(claims_key("email")) == 0
     assert store.reader.count(Filter()) == 0
 

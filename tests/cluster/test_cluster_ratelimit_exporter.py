@@ -67,7 +67,7 @@ def test_exporter_counts_every_queue_on_every_shard(
     for n, spec in enumerate(CATALOG):
         steps = (0, 3, 6, 9) if spec.supports_priority else (0,)
         for step in steps:
-            key = priority_list_key(spec.name, step)
+            key = priority_list_key(spec.name, step, cluster=True)
             for i in range(n + 1):
                 cluster_client.lpush(key, _message(f"{spec.name}-{step}-{i}", now - 60 - n))
         expected[spec.name] = (n + 1) * len(steps)

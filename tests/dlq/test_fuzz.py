@@ -22,9 +22,9 @@ from harness import unacked_count, wait_until
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from service.catalog.naming import quarantine_key
 from service.dlq.access import dlq_reader
 from service.dlq.reader import Filter
-from service.transport.channel import QUARANTINE_KEY
 
 EXAMPLES = int(os.environ.get("FLEET_FUZZ_EXAMPLES", "40"))
 RANDOM = os.environ.get("FLEET_FUZZ_RANDOM") == "1"
@@ -167,7 +167,7 @@ def run_batch(
             out.write("\n".join(problems))
     in_flight = {
         "unacked": unacked_count(redis_client),
-        "quarantine": redis_client.hlen(QUARANTINE_KEY),
+        "quarantine": redis_client.hlen(quarantine_key(QUEUE)),
         **{k.decode(): redis_client.llen(k) for k in redis_client.keys(f"{QUEUE}*")},
     }
     assert not problems, (
@@ -198,5 +198,5 @@ def test_lone_surrogate_leaves_nothing_behind(
     worker_factory(QUEUE, env=VISIBILITY)
     wait_until(lambda: _runs(redis_client).get("fz-surrogate") == 1, 20, message="run")
     time.sleep(1)
-    assert redis_client.hlen(QUARANTINE_KEY) == 0
+    assert redis_client.hlen(quarantine_key(QUEUE)) == 0
     assert unacked_count(redis_client) == 0

@@ -10,10 +10,17 @@ import redis
 from envelopes import call_body, envelope
 from harness import pop_script_args, unacked_count, wait_until
 
-from service.catalog.naming import consumers_key, held_key, unacked_key, wake_key
+from service.catalog.naming import (
+    LEGACY_QUARANTINE_KEY,
+    consumers_key,
+    held_key,
+    quarantine_field,
+    quarantine_key,
+    unacked_key,
+    wake_key,
+)
 from service.dlq.access import dlq_reader
 from service.dlq.reader import Filter
-from service.transport.channel import QUARANTINE_KEY
 from service.transport.scripts import HEARTBEAT, POP_AND_TRACK, RESTORE_HELD
 
 LISTS = ["default", "default\x06\x163"]
@@ -50,7 +57,7 @@ def test_pop_records_the_message_as_unacked_in_the_same_script(
 def test_garbage_is_quarantined_not_lost(redis_client: redis.Redis) -> None:
     redis_client.lpush("default", b"\xff not a message")
     assert pop(redis_client) == [b"default", b"\xff not a message"]
-    assert redis_client.hvals(QUARANTINE_KEY) == [b"\xff not a message"]
+    assert redis_client.hvals(quarantine_key("default")) == [b"\xff not a message"]
     assert unacked_count(redis_client) == 0
 
 
@@ -60,12 +67,28 @@ def test_a_worker_dead_letters_what_a_crashed_worker_left_quarantined(
     # Given an item quarantined by a worker that died before its DLQ write
     redis_client.lpush("default", b"left behind")
     pop(redis_client)
-    assert redis_client.hlen(QUARANTINE_KEY) == 1
+    assert redis_client.hlen(quarantine_key("default")) == 1
     # When a worker starts, then it moves the item to the DLQ with its queue
     worker_factory("default")
     wait_until(lambda: dlq_reader().count(Filter()) == 1, 20, message="drained")
-    assert redis_client.hlen(QUARANTINE_KEY) == 0
+    assert redis_client.hlen(quarantine_key("default")) == 0
     assert dlq_reader().page(Filter(queue="default"))[0]["raw_body"] == "left behind"
+
+
+def test_a_worker_drains_the_global_quarantine_of_an_earlier_release(
+    redis_client: redis.Redis, worker_factory: Any
+) -> None:
+    # Given items an earlier release left in its one global quarantine hash: bytes that are
+    # not a message, and a message Python can read
+    readable = envelope("service.tasks.diagnostics.record", call_body("legacy-q", "m1"))
+    for item in (b"left behind", readable):
+        redis_client.hset(LEGACY_QUARANTINE_KEY, quarantine_field("default", item), item)
+    # When a worker starts, then the bytes reach the DLQ and the message runs
+    worker_factory("default")
+    wait_until(lambda: dlq_reader().count(Filter()) == 1, 20, message="drained")
+    runs = "fleet:diag:runs:legacy-q"
+    wait_until(lambda: redis_client.hget(runs, "m1") == b"1", 20, message="ran")
+    assert redis_client.hlen(LEGACY_QUARANTINE_KEY) == 0
 
 
 def _restore(client: redis.Redis, mode: str, tag: str, message: bytes) -> list[Any]:

@@ -12,11 +12,10 @@ from envelopes import call_body, envelope
 from harness import pop_script_args, unacked_count, wait_until
 from test_faults import FAST_RECOVERY, executed
 
-from service.catalog.naming import wake_key
+from service.catalog.naming import quarantine_key, wake_key
 from service.dlq.access import dlq_reader
 from service.dlq.reader import Filter
 from service.dlq.writer import DLQWriter
-from service.transport.channel import QUARANTINE_KEY
 from service.transport.scripts import POP_AND_TRACK
 
 RECORD = "service.tasks.diagnostics.record"
@@ -79,13 +78,13 @@ def test_a_lone_surrogate_runs_once_tracked_and_leaves_nothing_behind(
     reply = redis_client.eval(POP_AND_TRACK, *pop_script_args(lists=["default"]))
     assert reply[2] == b"", "cjson accepted the lone surrogate: the test would prove nothing"
     # (put it back: the worker must meet it in the queue)
-    redis_client.delete(QUARANTINE_KEY)
+    redis_client.delete(quarantine_key("default"))
     redis_client.lpush("default", raw)
     # When a worker consumes it, and later another worker starts
     worker_factory("default")
     wait_until(lambda: executed(redis_client, "surrogate") == {"x": 1}, 30, message="ran")
     wait_until(lambda: unacked_count(redis_client) == 0, 10, message="acked")
-    assert redis_client.hlen(QUARANTINE_KEY) == 0
+    assert redis_client.hlen(quarantine_key("default")) == 0
     worker_factory("default")
     time.sleep(2)
     # Then it ran once and nothing shows up in the DLQ
