@@ -45,6 +45,7 @@ from service.config.redis_faults import REFUSALS, is_redis_unavailable
 from service.transport.envelope import MalformedEnvelope, parse_envelope
 from service.transport.message import SafeMessage
 from service.transport.ownership import new_consumer_id, process_heartbeat
+from service.transport.ownership_sweep import restore_held
 from service.transport.publish import WAKE_TOKEN, RingingPublisher
 from service.transport.qos import FleetQoS
 from service.transport.quarantine import dead_letter_raw, drain_due, drain_quarantine_safely
@@ -65,6 +66,8 @@ IDLE_TIMEOUT_SECONDS = 30.0
 # A consumer whose heartbeat is older than this is dead: its messages go back to their queue.
 # Transport option `fleet_dead_owner_timeout` (FLEET_DEAD_OWNER_TIMEOUT_SECONDS).
 DEAD_OWNER_TIMEOUT_SECONDS = 30.0
+# Most messages one poll pops (with unlimited prefetch; else the free prefetch slots).
+MAX_BATCH = 16
 # After Redis refused the poll (full, a script error): wait this long before the next one.
 BACKOFF_SECONDS = 1.0
 
@@ -149,8 +152,8 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
 
     # --- consuming -------------------------------------------------------------------------
 
-    def _poll_args(self, queues: list[str]) -> tuple[list[str], list[Any]]:
-        """The pop script's keys and args for `queues`."""
+    def _poll_args(self, queues: list[str], count: int = 1) -> tuple[list[str], list[Any]]:
+        """The pop script's keys and args for `queues`, popping at most `count` messages."""
         # kombu's BRPOP key order: every queue's most urgent list first.
         lists: list[str] = []
         index: list[int] = []
@@ -164,10 +167,14 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
             keys += [unacked_key(queue), held_key(queue, self.consumer_id)]
             keys += [consumers_key(queue), wake_key(queue)]
         keys.append(QUARANTINE_KEY)
-        return keys, [len(lists), len(queues), self.consumer_id, time.time(), *index]
+        return keys, [len(lists), len(queues), self.consumer_id, time.time(), *index, count]
 
     def _pop_command(self, queues: list[str]) -> list[Any]:
-        keys, args = self._poll_args(queues)
+        # As many as the QoS has free prefetch slots: one script call then serves several
+        # tasks when the queue is full (what it pops is recorded as held, like one message).
+        free = self.qos.can_consume_max_estimate()
+        count = MAX_BATCH if free is None else max(1, min(free, MAX_BATCH))
+        keys, args = self._poll_args(queues, count)
         return ["EVALSHA", self.fleet_script("pop").sha, len(keys), *keys, *args]
 
     def _brpop_start(self, timeout: float | None = None) -> None:
@@ -289,17 +296,12 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
                 self._fleet_backoff = True
                 raise Empty() from None
             self._fleet_backoff = False
-            list_key, item, tag, *wrong_type = reply
-            if not list_key:
-                self._warn_wrong_type(wrong_type)
+            if not reply[0]:
+                self._warn_wrong_type(reply[3:])
                 self._fleet_idle = True
                 raise Empty()
             self._fleet_idle = False
-            dest = self._fleet_list_queue[bytes_to_str(list_key)]
-            payload = self._accept(bytes_to_str(list_key), item, bytes_to_str(tag), dest)
-            if payload is not None:
-                self._queue_cycle.rotate(dest)
-                self._deliver_tracked(payload, dest)
+            self._deliver_batch(bytes_to_str(reply[0]), reply[1:])
             return True
         finally:
             self._in_poll = None
@@ -361,6 +363,33 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
         if tracked:
             self._fleet_owned[tag] = queue
         return payload if tracked else None
+
+    def _deliver_batch(self, list_key: str, popped: list[Any]) -> None:
+        """Deliver what one pop returned ((item, tag) pairs from `list_key`); when a delivery
+        raises, the messages not delivered yet go back to the head of their queue."""
+        dest = self._fleet_list_queue[list_key]
+        pairs = list(zip(popped[0::2], (bytes_to_str(t) for t in popped[1::2]), strict=True))
+        self._queue_cycle.rotate(dest)
+        for done, (item, tag) in enumerate(pairs):
+            try:
+                payload = self._accept(list_key, item, tag, dest)
+                if payload is not None:
+                    self._deliver_tracked(payload, dest)
+            except BaseException:
+                rest = [t for _, t in pairs[done + 1 :] if t and t in self._fleet_owned]
+                if rest:
+                    self._give_back(dest, rest)
+                raise
+
+    def _give_back(self, queue: str, tags: list[str]) -> None:
+        """Return popped, undelivered messages to the head of `queue`, first one next."""
+        try:
+            with self.conn_or_acquire() as client:
+                restore_held(self.qos, client, queue, self.consumer_id, tags[::-1], "owner")
+        except Exception as exc:  # held by this consumer: back when it leaves or dies
+            logger.warning("could not give back %d popped messages (%r)", len(tags), exc)
+        for tag in tags:
+            self.forget(tag)
 
     def _deliver_tracked(self, payload: dict[str, Any], dest: str) -> None:
         self._fleet_tracked_tag = payload["properties"]["delivery_tag"]
