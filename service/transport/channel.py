@@ -84,9 +84,11 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
         *_RedisChannel.from_transport_options,
         "fleet_idle_timeout",
         "fleet_dead_owner_timeout",
+        "fleet_refill_batch",
     )
     fleet_idle_timeout = IDLE_TIMEOUT_SECONDS
     fleet_dead_owner_timeout = DEAD_OWNER_TIMEOUT_SECONDS
+    fleet_refill_batch = 1
     # Messages whose body decoding cannot raise: bad bodies reach the DLQ (transport.message).
     Message = SafeMessage
     _fleet_idle = False
@@ -169,6 +171,16 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
         keys.append(QUARANTINE_KEY)
         return keys, [len(lists), len(queues), self.consumer_id, time.time(), *index, count]
 
+    def _refill_later(self) -> bool:
+        """Whether to wait for more free prefetch slots before popping: while the worker
+        still holds enough to keep every process busy, one pop per `fleet_refill_batch`
+        freed slots instead of one per task (the event loop asks again at its next tick, at
+        the latest when a task ends). An idle wait or a backoff is never put off."""
+        if self._fleet_idle or self._fleet_backoff:
+            return False
+        free = self.qos.can_consume_max_estimate()
+        return free is not None and 0 < free < self.fleet_refill_batch
+
     def _pop_command(self, queues: list[str]) -> list[Any]:
         # As many as the QoS has free prefetch slots: one script call then serves several
         # tasks when the queue is full (what it pops is recorded as held, like one message).
@@ -181,7 +193,7 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
         if self.global_keyprefix:
             raise RuntimeError("celery-fleet's transport does not support global_keyprefix")
         queues = self._queue_cycle.consume(len(self.active_queues))
-        if not queues:
+        if not queues or self._refill_later():
             return
         # Acks and requeues a full or absent Redis refused: written first, so they go
         # through within a poll of Redis accepting writes again.
