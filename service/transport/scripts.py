@@ -155,13 +155,17 @@ return 1
 # older than the dead-owner timeout (the beat doubles as the dead-owner check: one command
 # per beat, which is most of an idle worker's Redis cost).
 # KEYS: the queue's consumers set. ARGV: consumer id, timeout (s), most to return.
-# Reply: {id, last beat, id, last beat, ...} of the dead ones.
+# Reply: {now, id, last beat, id, last beat, ...}: Redis' time of this beat (the caller
+# checks that its own beats went through without a gap: service.transport.ownership), then
+# the dead ones.
 HEARTBEAT = """
 local t = redis.call('TIME')
 local now = t[1] + t[2] / 1000000
 redis.call('ZADD', KEYS[1], now, ARGV[1])
-return redis.call('ZRANGE', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[2])),
-                  'BYSCORE', 'LIMIT', 0, tonumber(ARGV[3]), 'WITHSCORES')
+local reply = redis.call('ZRANGE', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[2])),
+                         'BYSCORE', 'LIMIT', 0, tonumber(ARGV[3]), 'WITHSCORES')
+table.insert(reply, 1, tostring(now))
+return reply
 """
 
 # Put messages a consumer held back into their lists, each exactly once.

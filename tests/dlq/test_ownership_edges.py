@@ -1,0 +1,113 @@
+"""Ownership at its edges, against real redis-servers: a Redis that refuses writes for longer
+than the dead-owner timeout (its heartbeats refused too) makes no live worker's task run
+twice, and a consumer dropped from the consumers set while alive re-registers at its next
+pop, so a held set is never orphaned."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import redis
+from envelopes import call_body, envelope
+from harness import pop_script_args, unacked_count, wait_until
+
+from service.app_factory import create_app
+from service.catalog.naming import consumers_key, held_key
+from service.config.settings import FleetSettings
+from service.transport.scripts import POP_AND_TRACK
+
+RECORD = "service.tasks.diagnostics.record"
+TIMEOUT_S = 3
+SHORT_TIMEOUT = {
+    "FLEET_DEAD_OWNER_TIMEOUT_SECONDS": str(TIMEOUT_S),
+    "FLEET_IDLE_POLL_SECONDS": "2",
+}
+
+
+def runs(client: redis.Redis, run: str) -> dict[str, int]:
+    return {k.decode(): int(v) for k, v in client.hgetall(f"fleet:diag:runs:{run}").items()}
+
+
+def _refuse_writes(client: redis.Redis, how: str, tmp_path: Any) -> None:
+    if how == "full":  # noeviction and over maxmemory: every write is refused (OOM)
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", 1)
+        return
+    # MISCONF: a failed snapshot with stop-writes-on-bgsave-error refuses every write
+    unwritable = tmp_path / "unwritable"
+    unwritable.mkdir(exist_ok=True)
+    unwritable.chmod(0o500)
+    client.config_set("save", "3600 1")
+    client.config_set("dir", str(unwritable))
+    client.bgsave()
+    wait_until(
+        lambda: client.info("persistence")["rdb_last_bgsave_status"] == "err", 10,
+        message="the snapshot failed",
+    )  # fmt: skip
+    with pytest.raises(redis.ResponseError, match="MISCONF"):
+        client.set("fleet:test:probe", 1)
+
+
+def _accept_writes(client: redis.Redis, how: str, data_dir: str) -> None:
+    if how == "full":
+        client.config_set("maxmemory", 0)
+        return
+    client.config_set("dir", data_dir)
+    client.bgsave()
+    wait_until(
+        lambda: client.info("persistence")["rdb_last_bgsave_status"] == "ok", 10,
+        message="a snapshot succeeded",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("how", ["full", "misconf"])
+def test_redis_refusing_writes_longer_than_the_dead_owner_timeout_runs_no_task_twice(
+    redis_factory: Any,
+    worker_factory: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+    how: str,
+) -> None:
+    # Given two live workers on a private Redis, each holding long tasks
+    server = redis_factory()
+    client = redis.Redis.from_url(server.url)
+    data_dir = client.config_get("dir")["dir"]
+    for _ in range(2):
+        worker_factory("default", broker_url=server.url, env=SHORT_TIMEOUT, concurrency=2)
+    monkeypatch.setenv("CELERY_BROKER_URL", server.url)
+    monkeypatch.setenv("CELERY_RESULT_BACKEND", server.url)
+    producer = create_app(FleetSettings())
+    duration = 6 * TIMEOUT_S
+    for i in range(4):
+        producer.send_task(RECORD, args=["refused", str(i), duration])
+    wait_until(lambda: unacked_count(client) == 4, 20, message="all 4 held")
+    # When Redis refuses every write (the heartbeats too) for 3x the dead-owner timeout
+    _refuse_writes(client, how, tmp_path)
+    time.sleep(3 * TIMEOUT_S)
+    # And then takes writes again while the tasks still run
+    _accept_writes(client, how, data_dir)
+    # Then every task runs exactly once: no live worker's messages were restored
+    wait_until(lambda: len(runs(client, "refused")) == 4, duration + 30, message="4 ran")
+    time.sleep(2 * TIMEOUT_S + 2)  # a wrong restore would have run again by now
+    assert runs(client, "refused") == {str(i): 1 for i in range(4)}
+    wait_until(lambda: unacked_count(client) == 0, 20, message="all acked")
+
+
+def test_a_consumer_dropped_while_alive_is_registered_again_by_its_next_pop(
+    redis_client: redis.Redis,
+) -> None:
+    # Given a consumer a sweep forgot (its beats were late and it held nothing)
+    consumer = "dropped-consumer"
+    assert redis_client.zscore(consumers_key("default"), consumer) is None
+    raw = envelope("service.tasks.diagnostics.noop", call_body(), task_id="dropped")
+    redis_client.lpush("default", raw)
+    # When it pops a message (and could die before its next beat)
+    reply = redis_client.eval(POP_AND_TRACK, *pop_script_args(consumer=consumer))
+    assert reply[1] == raw
+    # Then it is back in the consumers set with a beat by Redis' clock, so a sweep finds
+    # its held set once that beat is stale
+    beat = redis_client.zscore(consumers_key("default"), consumer)
+    assert beat is not None and abs(beat - time.time()) < 5
+    assert redis_client.zcard(held_key("default", consumer)) == 1
