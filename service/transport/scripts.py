@@ -84,7 +84,8 @@ local function track(i, items)
     local tag, ex, rk = fields(item)
     if tag and tag ~= '' then
       records[#records + 1] = tag
-      records[#records + 1] = '[' .. item .. ',' .. cjson.encode(ex) .. ',' .. cjson.encode(rk) .. ']'
+      records[#records + 1] = '[' .. item .. ',' .. cjson.encode(ex) .. ','
+                              .. cjson.encode(rk) .. ']'
       held[#held + 1] = popped_at + (j - 1) / 1000000
       held[#held + 1] = tag
       reply[#reply + 1] = item

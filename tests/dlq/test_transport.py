@@ -3,9 +3,8 @@ leave a message popped but unrecorded."""
 
 from __future__ import annotations
 
-import time
-
 import json
+import time
 from typing import Any
 
 import redis
