@@ -6,6 +6,7 @@ pop, so a held set is never orphaned."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,17 +31,18 @@ def runs(client: redis.Redis, run: str) -> dict[str, int]:
     return {k.decode(): int(v) for k, v in client.hgetall(f"fleet:diag:runs:{run}").items()}
 
 
-def _refuse_writes(client: redis.Redis, how: str, tmp_path: Any) -> None:
+def _refuse_writes(client: redis.Redis, how: str) -> None:
     if how == "full":  # noeviction and over maxmemory: every write is refused (OOM)
         client.config_set("maxmemory-policy", "noeviction")
         client.config_set("maxmemory", 1)
         return
-    # MISCONF: a failed snapshot with stop-writes-on-bgsave-error refuses every write
-    unwritable = tmp_path / "unwritable"
-    unwritable.mkdir(exist_ok=True)
-    unwritable.chmod(0o500)
+    # MISCONF: a failed snapshot with stop-writes-on-bgsave-error refuses every write. The
+    # snapshot fails at its rename onto a directory in the snapshot's place (`dir` cannot be
+    # changed at run time, and permissions do not stop root).
+    snapshot = Path(client.config_get("dir")["dir"]) / client.config_get("dbfilename")["dbfilename"]
+    snapshot.unlink(missing_ok=True)
+    snapshot.mkdir()
     client.config_set("save", "3600 1")
-    client.config_set("dir", str(unwritable))
     client.bgsave()
     wait_until(
         lambda: client.info("persistence")["rdb_last_bgsave_status"] == "err", 10,
@@ -50,11 +52,12 @@ def _refuse_writes(client: redis.Redis, how: str, tmp_path: Any) -> None:
         client.set("fleet:test:probe", 1)
 
 
-def _accept_writes(client: redis.Redis, how: str, data_dir: str) -> None:
+def _accept_writes(client: redis.Redis, how: str) -> None:
     if how == "full":
         client.config_set("maxmemory", 0)
         return
-    client.config_set("dir", data_dir)
+    snapshot = Path(client.config_get("dir")["dir"]) / client.config_get("dbfilename")["dbfilename"]
+    snapshot.rmdir()
     client.bgsave()
     wait_until(
         lambda: client.info("persistence")["rdb_last_bgsave_status"] == "ok", 10,
@@ -67,13 +70,11 @@ def test_redis_refusing_writes_longer_than_the_dead_owner_timeout_runs_no_task_t
     redis_factory: Any,
     worker_factory: Any,
     monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Any,
     how: str,
 ) -> None:
     # Given two live workers on a private Redis, each holding long tasks
     server = redis_factory()
     client = redis.Redis.from_url(server.url)
-    data_dir = client.config_get("dir")["dir"]
     for _ in range(2):
         worker_factory("default", broker_url=server.url, env=SHORT_TIMEOUT, concurrency=2)
     monkeypatch.setenv("CELERY_BROKER_URL", server.url)
@@ -84,10 +85,10 @@ def test_redis_refusing_writes_longer_than_the_dead_owner_timeout_runs_no_task_t
         producer.send_task(RECORD, args=["refused", str(i), duration])
     wait_until(lambda: unacked_count(client) == 4, 20, message="all 4 held")
     # When Redis refuses every write (the heartbeats too) for 3x the dead-owner timeout
-    _refuse_writes(client, how, tmp_path)
+    _refuse_writes(client, how)
     time.sleep(3 * TIMEOUT_S)
     # And then takes writes again while the tasks still run
-    _accept_writes(client, how, data_dir)
+    _accept_writes(client, how)
     # Then every task runs exactly once: no live worker's messages were restored
     wait_until(lambda: len(runs(client, "refused")) == 4, duration + 30, message="4 ran")
     time.sleep(2 * TIMEOUT_S + 2)  # a wrong restore would have run again by now
