@@ -49,6 +49,9 @@ class Poller:
         self.pending: str | None = None
         self.waited: list[str] = []
         self.list_queue: dict[str, str] = {}
+        # Messages the last pop asked for, and whether it got them all (a busy queue).
+        self.asked = 1
+        self.filled = False
 
     def args(self, queues: list[str], count: int = 1) -> tuple[list[str], list[Any]]:
         """The pop script's keys and args for `queues`, popping at most `count` messages."""
@@ -72,8 +75,9 @@ class Poller:
         """Whether to wait for more free prefetch slots before popping: while the worker
         still holds enough to keep every process busy, one pop per `fleet_refill_batch`
         freed slots instead of one per task (the event loop asks again at its next tick, at
-        the latest when a task ends). An idle wait or a backoff is never put off."""
-        if self.idle or self.backoff:
+        the latest when a task ends). Only while the queue is busy (the last pop got all it
+        asked for): messages trickling in are taken as they come, up to the prefetch."""
+        if self.idle or self.backoff or not self.filled:
             return False
         free = self.channel.qos.can_consume_max_estimate()
         return free is not None and 0 < free < self.channel.fleet_refill_batch
@@ -81,6 +85,7 @@ class Poller:
     def pop_command(self, queues: list[str]) -> list[Any]:
         free = self.channel.qos.can_consume_max_estimate()
         count = MAX_BATCH if free is None else max(1, min(free, MAX_BATCH))
+        self.asked = count
         keys, args = self.args(queues, count)
         return ["EVALSHA", self.channel.fleet_script("pop").sha, len(keys), *keys, *args]
 
@@ -130,6 +135,7 @@ class Poller:
                 self.backoff = True
                 raise Empty() from None
             self.backoff = False
+            self.filled = bool(reply[0]) and len(reply) - 1 >= 2 * self.asked
             if not reply[0]:
                 channel.warn_wrong_type(reply[3:])
                 self.idle = True
