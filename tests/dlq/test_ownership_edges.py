@@ -5,6 +5,7 @@ pop, so a held set is never orphaned."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,9 @@ from envelopes import call_body, envelope
 from harness import pop_script_args, unacked_count, wait_until
 
 from service.app_factory import create_app
-from service.catalog.naming import consumers_key, held_key
+from service.catalog.naming import consumers_key, held_key, unacked_key, wake_key
 from service.config.settings import FleetSettings
-from service.transport.scripts import POP_AND_TRACK
+from service.transport.scripts import POP_AND_TRACK, RESTORE_HELD
 
 RECORD = "service.tasks.diagnostics.record"
 TIMEOUT_S = 3
@@ -112,3 +113,37 @@ def test_a_consumer_dropped_while_alive_is_registered_again_by_its_next_pop(
     beat = redis_client.zscore(consumers_key("default"), consumer)
     assert beat is not None and abs(beat - time.time()) < 5
     assert redis_client.zcard(held_key("default", consumer)) == 1
+
+
+def test_one_pop_takes_a_batch_records_each_and_a_restore_keeps_queue_order(
+    redis_client: redis.Redis,
+) -> None:
+    # Given four messages in a queue (producers LPUSH, consumers pop from the right)
+    raws = [envelope(RECORD, call_body("batch", str(i)), task_id=f"b{i}") for i in range(4)]
+    for raw in raws:
+        redis_client.lpush("default", raw)
+    tags = [json.loads(raw)["properties"]["delivery_tag"] for raw in raws]
+    consumer = "batch-consumer"
+    # When one pop asks for three (the free prefetch slots)
+    reply = redis_client.eval(POP_AND_TRACK, *pop_script_args(consumer=consumer), 3)
+    # Then it returns the three oldest, in queue order, each recorded and held in pop order
+    assert reply[0] == b"default"
+    assert reply[1::2] == raws[:3]
+    assert [t.decode() for t in reply[2::2]] == tags[:3]
+    assert unacked_count(redis_client) == 3
+    held = redis_client.zrange(held_key("default", consumer), 0, -1, withscores=True)
+    assert [t.decode() for t, _ in held] == tags[:3]
+    assert [s for _, s in held] == sorted(s for _, s in held) and len({s for _, s in held}) == 3
+    # And when the consumer is dead, a sweep (newest first, each to the head) puts them
+    # back so that the queue's order is as before
+    redis_client.zadd(consumers_key("default"), {consumer: 1})
+    keys = [consumers_key("default"), held_key("default", consumer), unacked_key("default")]
+    keys += [wake_key("default"), "default"]
+    argv: list[Any] = []
+    for tag, _ in reversed(held):
+        record = json.loads(redis_client.hget(unacked_key("default"), tag))
+        argv += [tag, 1, json.dumps(record[0])]
+    restored = redis_client.eval(RESTORE_HELD, len(keys), *keys, consumer, "30", "right", *argv)
+    assert restored[0] == 3
+    order = [json.loads(redis_client.rpop("default"))["headers"]["id"] for _ in range(4)]
+    assert order == ["b0", "b1", "b2", "b3"]
