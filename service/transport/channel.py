@@ -16,45 +16,29 @@ Bytes in a queue that are not a kombu message go to the DLQ (stock kombu loses t
 down the consumer), held in a quarantine hash by the same script until the DLQ has them. A
 wrong-type key under a queue's name is skipped with a warning; a Redis that refuses writes
 (full, noeviction) makes the worker back off instead of dying.
-Registered for `redis://` and `rediss://` by `register()`, so URL handling stays kombu's."""
+Registered for `redis://` and `rediss://` by `register()`, so URL handling stays kombu's; on
+Redis Cluster, service.transport.cluster_channel overrides the `fleet_poll_*` hooks."""
 
 from __future__ import annotations
 
 import logging
+import math
 import time
-import uuid
-from queue import Empty
 from typing import Any
 
 from kombu import transport as kombu_transport
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
-from kombu.utils.json import dumps
-from redis.exceptions import NoScriptError
 
-from service.catalog.naming import (
-    consumers_key,
-    held_key,
-    priority_list_key,
-    quarantine_field,
-    quarantine_key,
-    unacked_key,
-    wake_key,
-)
-from service.config.redis_faults import REFUSALS, is_redis_unavailable
+from service.catalog.naming import priority_list_key, wake_key
 from service.transport.envelope import MalformedEnvelope, parse_envelope
 from service.transport.message import SafeMessage
-from service.transport.ownership import new_consumer_id, process_heartbeat
-from service.transport.publish import WAKE_TOKEN, RingingPublisher
+from service.transport.ownership import deregister, new_consumer_id, process_heartbeat
+from service.transport.poll import Poller, warn_wrong_type
+from service.transport.publish import WAKE_TOKEN, Publisher
 from service.transport.qos import FleetQoS
-from service.transport.quarantine import dead_letter_raw, drain_due, drain_quarantine_safely
-from service.transport.records import warn_throttled
-from service.transport.scripts import (
-    HEARTBEAT,
-    POP_AND_TRACK,
-    RESTORE_HELD,
-    TRACK_QUARANTINED,
-)
+from service.transport.quarantine import drain_due, drain_quarantine_safely
+from service.transport.scripts import HEARTBEAT, POP_AND_TRACK, RESTORE_HELD, TRACK_QUARANTINED
 
 logger = logging.getLogger(__name__)
 
@@ -65,17 +49,19 @@ IDLE_TIMEOUT_SECONDS = 30.0
 # A consumer whose heartbeat is older than this is dead: its messages go back to their queue.
 # Transport option `fleet_dead_owner_timeout` (FLEET_DEAD_OWNER_TIMEOUT_SECONDS).
 DEAD_OWNER_TIMEOUT_SECONDS = 30.0
-# After Redis refused the poll (full, a script error): wait this long before the next one.
-BACKOFF_SECONDS = 1.0
 
 __all__ = ["MalformedEnvelope", "Transport", "parse_envelope", "register"]
 
 
-# The kombu stubs omit the Redis channel's private helpers used below.
+# kombu's Redis channel, for its private helpers the kombu stubs omit (reached through it,
+# or through `self.kombu`, typed Any).
 _RedisChannel: Any = kombu_redis.Channel
 
 
-class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
+class Channel(kombu_redis.Channel):
+    """kombu's Redis channel with its consuming (`poller`) and publishing (`publisher`)
+    parts held as objects; ownership (consumer id, held tags, heartbeat) stays here."""
+
     QoS = FleetQoS
     from_transport_options = (
         *_RedisChannel.from_transport_options,
@@ -83,19 +69,16 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
         "fleet_dead_owner_timeout",
         "fleet_publish_wait_replicas",
         "fleet_publish_wait_timeout_ms",
+        "fleet_refill_batch",
     )
     fleet_idle_timeout = IDLE_TIMEOUT_SECONDS
     fleet_dead_owner_timeout = DEAD_OWNER_TIMEOUT_SECONDS
     # FLEET_PUBLISH_WAIT_REPLICAS / _TIMEOUT_MS (service.transport.replicated): 0 = off.
     fleet_publish_wait_replicas = 0
     fleet_publish_wait_timeout_ms = 1000
+    fleet_refill_batch = 1
     # Messages whose body decoding cannot raise: bad bodies reach the DLQ (transport.message).
     Message = SafeMessage
-    _fleet_idle = False
-    _fleet_backoff = False
-    _fleet_pending: str | None = None
-    _fleet_tracked_tag: str | None = None
-    _fleet_waited: list[str] = []  # noqa: RUF012 - replaced, never mutated
     _quarantine_drained = False  # once per process, shared by every channel
     # Redis Cluster hooks (service.transport.cluster_channel overrides them): list names
     # carry the queue's hash tag there, and kombu's global keys of earlier releases (the
@@ -107,14 +90,15 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
         # kombu drops a blocking connection whose reply is later than this plus the health
         # check interval; our wait is longer than its 1 s BRPOP.
         current: Any = getattr(self, "brpop_timeout", None)
-        self.brpop_timeout = max(current or 0, self.fleet_idle_timeout)
+        self.brpop_timeout = math.ceil(max(current or 0, self.fleet_idle_timeout))
         self._fleet_heartbeat = process_heartbeat()
         self.consumer_id = new_consumer_id()
         self._fleet_scripts: dict[str, Any] = {}
         self._fleet_consumed: set[str] = set()
         # Delivery tag -> the queue it was popped from (its records live under that queue).
         self._fleet_owned: dict[str, str] = {}
-        self._fleet_list_queue: dict[str, str] = {}
+        self.poller = Poller(self)
+        self.publisher = Publisher(self)
 
     # --- ownership ------------------------------------------------------------------------
 
@@ -135,6 +119,14 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
     def owned_queue(self, delivery_tag: Any) -> str | None:
         """The queue a message this consumer holds was popped from (None: not ours)."""
         return self._fleet_owned.get(bytes_to_str(delivery_tag))
+
+    @property
+    def kombu(self) -> Any:
+        """This channel, typed for kombu's private helpers (the stubs omit them)."""
+        return self
+
+    def own(self, delivery_tag: str, queue: str) -> None:
+        self._fleet_owned[delivery_tag] = queue
 
     def forget(self, delivery_tag: Any) -> None:
         self._fleet_owned.pop(bytes_to_str(delivery_tag), None)
@@ -158,50 +150,22 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
 
     # --- consuming -------------------------------------------------------------------------
 
-    def _poll_args(self, queues: list[str]) -> tuple[list[str], list[Any]]:
-        """The pop script's keys and args for `queues`."""
-        # kombu's BRPOP key order: every queue's most urgent list first.
-        lists: list[str] = []
-        index: list[int] = []
-        for pri in self.priority_steps:
-            for number, queue in enumerate(queues, 1):
-                lists.append(self._q_for_pri(queue, pri))
-                index.append(number)
-        self._fleet_list_queue.update(zip(lists, (queues[i - 1] for i in index), strict=True))
-        keys = list(lists)
-        for queue in queues:
-            keys += [unacked_key(queue), held_key(queue, self.consumer_id)]
-            keys += [consumers_key(queue), wake_key(queue)]
-        keys += [quarantine_key(queue) for queue in queues]
-        return keys, [len(lists), len(queues), self.consumer_id, time.time(), *index]
-
-    def _pop_command(self, queues: list[str]) -> list[Any]:
-        keys, args = self._poll_args(queues)
-        return ["EVALSHA", self.fleet_script("pop").sha, len(keys), *keys, *args]
-
     def _brpop_start(self, timeout: float | None = None) -> None:
         if self.global_keyprefix:
             raise RuntimeError("celery-fleet's transport does not support global_keyprefix")
+        if self.poller.refill_later():
+            return
         queues = self.fleet_poll_queues()
         if not queues:
             return
         # Acks and requeues a full or absent Redis refused: written first, so they go
         # through within a poll of Redis accepting writes again.
-        self.qos.flush_pending()
+        self.kombu.qos.flush_pending()
         if not Channel._quarantine_drained or drain_due():
             Channel._quarantine_drained = True
             with self.conn_or_acquire() as client:
-                drain_quarantine_safely(client, self.active_queues, not self.fleet_cluster)
-        self._fleet_waited = queues
-        if self._fleet_backoff:
-            args: list[Any] = ["BLPOP", f"fleet:backoff:{uuid.uuid4().hex}", BACKOFF_SECONDS]
-            self._fleet_pending = "wait"
-        elif self._fleet_idle:
-            args = ["BLPOP", *(wake_key(q) for q in queues), self.fleet_wait_timeout()]
-            self._fleet_pending = "wait"
-        else:
-            args = self._pop_command(queues)
-            self._fleet_pending = "pop"
+                drain_quarantine_safely(client, list(self.active_queues), not self.fleet_cluster)
+        args = self.poller.next_command(queues, self.fleet_wait_timeout())
         connection = self.fleet_poll_connection(queues)
         self._in_poll = connection
         self._brpop_sent_at = time.monotonic()
@@ -210,13 +174,14 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
     @property
     def supports_batch_publish(self) -> bool:
         # A batched publish skips FLEET_PUBLISH_WAIT_REPLICAS' WAIT: none while it is on.
-        return not self.fleet_publish_wait_replicas and bool(super().supports_batch_publish)
+        kombu_says = _RedisChannel.supports_batch_publish.fget(self)
+        return not self.fleet_publish_wait_replicas and bool(kombu_says)
 
     # --- hooks: Redis Cluster overrides these (service.transport.cluster_channel) ---------
 
     def fleet_poll_queues(self) -> list[str]:
         """The queues this poll covers: all of them, in one script, on one Redis."""
-        return list(self._queue_cycle.consume(len(self.active_queues)))
+        return list(self.kombu._queue_cycle.consume(len(self.active_queues)))
 
     def fleet_wait_timeout(self) -> float:
         """Seconds an idle wait blocks on the wake lists."""
@@ -228,7 +193,7 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
 
     def fleet_poll_empty(self, queues: list[str]) -> None:
         """A poll of `queues` found nothing: wait for a wake token next."""
-        self._fleet_idle = True
+        self.poller.idle = True
 
     def fleet_poll_refused(self, exc: Exception) -> None:
         """Redis answered the poll with an error (the caller backs off)."""
@@ -239,7 +204,7 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
 
     def basic_consume(self, queue: str, *args: Any, **kwargs: Any) -> Any:
         tag = super().basic_consume(queue, *args, **kwargs)
-        if queue not in self._fanout_queues:
+        if queue not in self.kombu._fanout_queues:
             # Beat for the queue before the first pop, from the process' heartbeat thread.
             self._fleet_consumed.add(queue)
             client = self.fleet_heartbeat_client()
@@ -247,14 +212,15 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
             self._fleet_heartbeat.add(queue, self.consumer_id, self, client, script)
         # A wait covers the queues consumed when it began (at start: only mingle's reply
         # queue). Ring one of them, so the next cycle waits on the new queue too.
-        if self._in_poll and self._fleet_pending == "wait" and self._fleet_waited:
+        poller = self.poller
+        if self._in_poll and poller.pending == "wait" and poller.waited:
             with self.conn_or_acquire() as client:
-                client.lpush(wake_key(self._fleet_waited[0]), WAKE_TOKEN)
+                client.lpush(wake_key(poller.waited[0]), WAKE_TOKEN)
         return tag
 
     def _basic_cancel(self, consumer_tag: Any) -> Any:
         queue = self._tag_to_queue.get(consumer_tag)
-        result = super()._basic_cancel(consumer_tag)
+        result = _RedisChannel._basic_cancel(self, consumer_tag)
         held = set(self._fleet_owned.values())
         active = set(self._active_queues) | held
         if queue in self._fleet_consumed and queue not in active:
@@ -268,9 +234,9 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
     def close(self) -> None:
         # kombu's close reads a pending reply: our idle wait would hold every warm shutdown
         # for up to fleet_idle_timeout. A wait only pops a wake token (no message): drop it.
-        if self._in_poll and self._fleet_pending == "wait":
+        if self._in_poll and self.poller.pending == "wait":
             self._in_poll = None
-            self._fleet_pending = None
+            self.poller.pending = None
             self.client.connection.disconnect()
         if self._fleet_consumed and not self.closed:
             # Give back prefetched, not-started messages (QoS.restore_unacked; kombu's close
@@ -286,159 +252,36 @@ class Channel(RingingPublisher, _RedisChannel):  # type: ignore[misc]
         self._deregister(list(self._fleet_consumed))
 
     def _deregister(self, queues: list[str]) -> None:
-        """Leave the consumers set of each queue where this consumer holds nothing."""
-        try:
-            with self.conn_or_acquire() as client:
-                for queue in queues:
-                    keys = [consumers_key(queue), held_key(queue, self.consumer_id)]
-                    keys += [unacked_key(queue), wake_key(queue)]
-                    self.fleet_script("restore_held")(
-                        keys=keys, args=[self.consumer_id, "leaving", "right"], client=client
-                    )
-        except Exception as exc:  # unreachable Redis: the beats of the others clean up
-            logger.warning("could not deregister consumer %s (%s)", self.consumer_id, exc)
+        deregister(self, queues)
 
     def _brpop_read(self, **options: Any) -> bool:
-        pending = self._fleet_pending
-        try:
-            try:
-                reply = self.client.parse_response(self.client.connection, "EVAL", **options)
-                if pending == "wait":
-                    # A token or the idle timeout: poll now, on this connection, without
-                    # another trip through the event loop (pickup latency).
-                    self._fleet_idle = False
-                    connection = self.client.connection
-                    connection.send_command(*self._pop_command(self._fleet_waited))
-                    reply = self.client.parse_response(connection, "EVALSHA")
-            except self.connection_errors:
-                self.client.connection.disconnect()
-                raise
-            except NoScriptError:
-                # Redis restarted or flushed its scripts: load the pop again, poll again.
-                try:
-                    with self.conn_or_acquire() as client:
-                        client.script_load(POP_AND_TRACK)
-                except self.ResponseError:
-                    self._fleet_backoff = True
-                raise Empty() from None
-            except self.ResponseError as exc:
-                # A full Redis, a wrong-type wake list...: back off, never die or spin.
-                self.fleet_poll_refused(exc)
-                if is_redis_unavailable(exc):
-                    REFUSALS.labels("poll").inc()
-                warn_throttled("poll", "Redis refused the poll (%s); retrying in %ss", exc, 1)
-                self._fleet_backoff = True
-                raise Empty() from None
-            self._fleet_backoff = False
-            list_key, item, tag, *wrong_type = reply
-            if not list_key:
-                self._warn_wrong_type(wrong_type)
-                self.fleet_poll_empty(self._fleet_waited)
-                raise Empty()
-            self._fleet_idle = False
-            dest = self._fleet_list_queue[bytes_to_str(list_key)]
-            payload = self._accept(bytes_to_str(list_key), item, bytes_to_str(tag), dest)
-            if payload is not None:
-                self._queue_cycle.rotate(dest)
-                self._deliver_tracked(payload, dest)
-            return True
-        finally:
-            self._in_poll = None
-            self._fleet_pending = None
-            flush = getattr(self, "_flush_brpop_reauth", None)
-            if flush is not None:
-                flush()
+        return self.poller.read(**options)
 
     def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
-        with self.conn_or_acquire() as client:
-            while True:
-                keys, args = self._poll_args([queue])
-                reply = self.fleet_script("pop")(keys=keys, args=args, client=client)
-                self._maybe_update_queues_expire(client, queue)
-                list_key, item, tag, *wrong_type = reply
-                if not list_key:
-                    self._warn_wrong_type(wrong_type)
-                    raise Empty()
-                payload = self._accept(bytes_to_str(list_key), item, bytes_to_str(tag), queue)
-                if payload is not None:
-                    # basic_get appends to the QoS after we return: skip its second write.
-                    self._fleet_tracked_tag = payload["properties"]["delivery_tag"]
-                    return payload
-
-    def _accept(self, list_key: str, item: bytes, tag: str, queue: str) -> dict[str, Any] | None:
-        """The parsed message to deliver, or None when it went to the DLQ (or stays in
-        quarantine / unacked because the DLQ write failed: nothing is lost either way)."""
-        if tag:
-            self._fleet_owned[tag] = queue
-        try:
-            payload = parse_envelope(item)
-            if tag and payload["properties"]["delivery_tag"] != tag:
-                # The script's string search found a delivery tag that is not the message's
-                # (a header of that name): never deliver a message under another's record.
-                raise MalformedEnvelope("delivery_tag found outside the message properties")
-        except MalformedEnvelope as exc:
-            hash_key = quarantine_key(queue)
-            with self.conn_or_acquire() as client:
-                if not tag:
-                    dead_letter_raw(client, item, list_key, exc, hash_key)
-                elif dead_letter_raw(client, item, list_key, exc, hash_key):
-                    # cjson read it but Python cannot: the unacked record goes too.
-                    self.qos._remove_from_indices(tag, client.pipeline()).execute()
-                    self.forget(tag)
-            return None
-        if tag:
-            return payload
-        # Quarantined by cjson, readable by Python: track it before delivering.
-        properties = payload["properties"]
-        info = properties.get("delivery_info") or {}
-        record = dumps([payload, info.get("exchange") or "", info.get("routing_key") or ""])
-        tag = properties["delivery_tag"]
-        keys = [quarantine_key(queue), unacked_key(queue), held_key(queue, self.consumer_id)]
-        keys.append(consumers_key(queue))
-        with self.conn_or_acquire() as client:
-            tracked = self.fleet_script("track_quarantined")(
-                keys=keys, args=[quarantine_field(list_key, item), tag, record, self.consumer_id],
-                client=client,
-            )  # fmt: skip
-        if tracked:
-            self._fleet_owned[tag] = queue
-        return payload if tracked else None
-
-    def _deliver_tracked(self, payload: dict[str, Any], dest: str) -> None:
-        self._fleet_tracked_tag = payload["properties"]["delivery_tag"]
-        try:
-            self.connection._deliver(payload, dest)
-        finally:
-            self._fleet_tracked_tag = None
+        return self.poller.get(queue)
 
     def tracked_by_pop(self, delivery_tag: str) -> bool:
         """Whether the message being delivered already has its unacked record."""
-        tracked = self._fleet_tracked_tag == delivery_tag
-        if tracked:
-            self._fleet_tracked_tag = None
-        return tracked
+        return self.poller.intake.tracked_by_pop(delivery_tag)
+
+    # --- publishing (service.transport.publish) --------------------------------------------
+
+    def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
+        self.publisher.put(queue, message, super()._put, **kwargs)
+
+    def _do_restore_message(
+        self, payload: Any, exchange: str, routing_key: str, pipe: Any, leftmost: bool = False
+    ) -> None:
+        self.publisher.restore_message(payload, exchange, routing_key, pipe, leftmost)
+
+    def check_routable(self, exchange: str, routing_key: str) -> None:
+        self.publisher.check_routable(exchange, routing_key)
 
     def _size(self, queue: str) -> int:
-        # kombu's, except that a wrong-type key counts as empty instead of raising (queue
-        # declaration at worker start calls this: it would stop the worker).
-        lists = [self._q_for_pri(queue, pri) for pri in self.priority_steps]
-        with self.conn_or_acquire() as client, client.pipeline(transaction=False) as pipe:
-            for key in lists:
-                pipe.llen(key)
-            sizes = pipe.execute(raise_on_error=False)
-        wrong = [k for k, n in zip(lists, sizes, strict=True) if not isinstance(n, int)]
-        self._warn_wrong_type(wrong)
-        return sum(n for n in sizes if isinstance(n, int))
+        return self.poller.size(queue)
 
-    def _warn_wrong_type(self, keys: list[Any]) -> None:
-        for key in keys:
-            name = bytes_to_str(key)
-            warn_throttled(
-                f"type-{name}",
-                "Redis key %r holds a value of the wrong type for a queue list; it is "
-                "skipped (delete or rename it)",
-                name,
-            )
+    def warn_wrong_type(self, keys: list[Any]) -> None:
+        warn_wrong_type(keys)
 
 
 class Transport(kombu_redis.Transport):

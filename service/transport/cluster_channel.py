@@ -112,7 +112,7 @@ class ClusterChannel(ClusterBindings, Channel):
 
     def _fleet_node_dropped(self, connection: Any) -> None:
         if self._registered:
-            self._on_connection_disconnect(connection)
+            self.kombu._on_connection_disconnect(connection)
 
     def close(self) -> None:
         try:
@@ -178,7 +178,7 @@ class ClusterChannel(ClusterBindings, Channel):
         self._fleet_cycle_empty = True
         self._fleet_empty_in_row += 1
         if self._fleet_empty_in_row >= len(self._fleet_groups()):
-            self._fleet_idle = True
+            self.poller.idle = True
 
     def fleet_wait_timeout(self) -> float:
         if len(self._fleet_groups()) > 1:
@@ -202,7 +202,7 @@ class ClusterChannel(ClusterBindings, Channel):
     def _fleet_repoint(self, connection: Any) -> None:
         """Point the event loop's client at another node's connection: the poller forgets
         the old socket and watches the new one."""
-        cycle = self.connection.cycle
+        cycle: Any = self.connection.cycle
         ident = (self, self.client, "BRPOP")
         sock = cycle._chan_to_sock.pop(ident, None)
         if sock is not None:
@@ -220,7 +220,7 @@ class ClusterChannel(ClusterBindings, Channel):
     def _brpop_read(self, **options: Any) -> bool:
         try:
             return bool(super()._brpop_read(**options))
-        except self.connection_errors:
+        except self.kombu.connection_errors:
             _Topology.stale = True  # a node gone: read the topology again on reconnect
             raise
 

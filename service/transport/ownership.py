@@ -22,7 +22,7 @@ from typing import Any
 from kombu.utils.encoding import bytes_to_str
 from redis.exceptions import NoScriptError
 
-from service.catalog.naming import consumers_key
+from service.catalog.naming import consumers_key, held_key, unacked_key, wake_key
 from service.config.redis_faults import is_redis_unavailable
 from service.transport.ownership_sweep import restore_dead
 
@@ -60,6 +60,10 @@ class Heartbeat:
         self._script: Any = None
         self.interval = 5.0
         self.timeout = 30.0
+        # Per pair, by Redis' clock: its last beat that went through, and since when its
+        # beats have gone through without a gap (service.transport.ownership docstring).
+        self._last: dict[tuple[str, str], float] = {}
+        self._since: dict[tuple[str, str], float] = {}
 
     def add(self, queue: str, consumer: str, channel: Any, client: Any, script: Any) -> None:
         """Beat for `consumer` in `queue` from now on (at once, so it is registered before
@@ -90,11 +94,15 @@ class Heartbeat:
         """Stop beating for `consumer` in `queue` only."""
         with self._lock:
             self.pairs.pop((queue, consumer), None)
+            self._last.pop((queue, consumer), None)
+            self._since.pop((queue, consumer), None)
 
     def remove(self, consumer: str) -> None:
         """Stop beating for `consumer`; the thread ends when nothing is left to beat for."""
         with self._lock:
             self.pairs = {pair: ch for pair, ch in self.pairs.items() if pair[1] != consumer}
+            self._last = {p: t for p, t in self._last.items() if p in self.pairs}
+            self._since = {p: t for p, t in self._since.items() if p in self.pairs}
             idle = not self.pairs
         if idle:
             self.stop()
@@ -105,11 +113,12 @@ class Heartbeat:
         if not pairs or client is None:
             return
         replies = self._send(client, script, list(pairs))
-        if not restore:
-            return
         own = {consumer for _, consumer in pairs}
-        for ((queue, _), channel), dead in zip(pairs.items(), replies, strict=True):
-            for raw in dead[0::2]:
+        for (pair, channel), reply in zip(pairs.items(), replies, strict=True):
+            if not self._may_judge(pair, float(bytes_to_str(reply[0]))) or not restore:
+                continue
+            queue = pair[0]
+            for raw in reply[1::2]:
                 consumer = bytes_to_str(raw)
                 if consumer in own:  # our own beat late: Redis was slow to answer us
                     continue
@@ -117,6 +126,21 @@ class Heartbeat:
                     restore_dead(channel.qos, client, queue, consumer, self.timeout)
                 except Exception as exc:  # the next beat tries again
                     logger.warning("restoring %s's messages failed (%r)", consumer, exc)
+
+    def _may_judge(self, pair: tuple[str, str], now: float) -> bool:
+        """Record a beat that went through at `now` (Redis' clock); whether this consumer
+        may judge the others: only once its own beats have gone through without a gap for
+        one dead-owner timeout. A gap (Redis refusing writes: full under noeviction, MISCONF,
+        read-only; a partition; a paused process) stopped the others' beats too, and their
+        next beat may still be ahead: judging at once would restore live workers'
+        messages. A newly started consumer waits the same (it cannot tell whether a gap has
+        just ended)."""
+        with self._lock:
+            last = self._last.get(pair)
+            if last is None or now - last > self.timeout / 2:
+                self._since[pair] = now
+            self._last[pair] = now
+            return now - self._since.get(pair, now) >= self.timeout
 
     def _send(self, client: Any, script: Any, pairs: list[tuple[str, str]]) -> list[Any]:
         # One round trip; one single-key script per pair (each touches one slot). EVALSHA
@@ -170,3 +194,19 @@ def _forget_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def deregister(channel: Any, queues: list[str]) -> None:
+    """Leave the consumers set of each queue where `channel`'s consumer holds nothing (the
+    transport's Channel: its consumer id, scripts and connections)."""
+    consumer = channel.consumer_id
+    try:
+        with channel.conn_or_acquire() as client:
+            for queue in queues:
+                keys = [consumers_key(queue), held_key(queue, consumer)]
+                keys += [unacked_key(queue), wake_key(queue)]
+                channel.fleet_script("restore_held")(
+                    keys=keys, args=[consumer, "leaving", "right"], client=client
+                )
+    except Exception as exc:  # unreachable Redis: the beats of the others clean up
+        logger.warning("could not deregister consumer %s (%s)", consumer, exc)

@@ -28,8 +28,11 @@ __all__ = ["redelivered", "remove_owned", "restore_dead", "restore_held"]
 
 
 def remove_owned(pipe: Any, queue: str, consumer: str, tag: Any) -> Any:
-    """Queue the removal of one held message's record (ack, dead-lettering) on `pipe`."""
-    return pipe.zrem(held_key(queue, consumer), tag).hdel(unacked_key(queue), tag)
+    """Queue the removal of one held message's record (ack, dead-lettering) on `pipe`.
+    The record goes first: a held entry left without its record (the connection lost
+    between the two) is only dropped by a later restore, never pushed, so the two need no
+    MULTI/EXEC."""
+    return pipe.hdel(unacked_key(queue), tag).zrem(held_key(queue, consumer), tag)
 
 
 def restore_held(

@@ -33,45 +33,47 @@ return 1
 """
 
 
-# The mixin uses kombu's Redis channel internals, which come after it in the Channel's MRO.
-_KombuChannelInternals: Any = object
+class Publisher:
+    """The channel's publishing part (the channel holds one): kombu's `_put` and
+    `_do_restore_message` of the transport's Channel call it. `channel` is kombu's Redis
+    channel, whose helpers (_q_for_pri, _lookup, conn_or_acquire) it uses."""
 
+    def __init__(self, channel: Any) -> None:
+        self.channel = channel
+        self._push_and_ring: Any = None
 
-class RingingPublisher(_KombuChannelInternals):  # type: ignore[misc]
-    """Mixed into the transport's Channel, before kombu's Redis channel."""
-
-    def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
+    def put(self, queue: str, message: dict[str, Any], kombu_put: Any, **kwargs: Any) -> None:
+        """Queue `message` and ring `queue`'s wake list; `kombu_put` is kombu's own `_put`
+        (publish batches and queues with an expiry take its path, then ring)."""
+        channel = self.channel
         batch = kwargs.get("_publish_batch")
-        if batch is not None or (self._expires and queue in self._expires):
-            super()._put(queue, message, **kwargs)
+        if batch is not None or (channel._expires and queue in channel._expires):
+            kombu_put(queue, message, **kwargs)
             if batch is not None:
                 batch.add("lpush", wake_key(queue), WAKE_TOKEN)
             else:
-                self._ring(queue)
+                self.ring(queue)
             return
-        key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
+        key = channel._q_for_pri(queue, channel._get_message_priority(message, reverse=False))
         # One script, one round trip: the message, then its token (a woken worker finds it);
         # a token Redis refuses never fails a message that is queued.
-        with self.conn_or_acquire() as client:
-            script = self.__dict__.get("_fleet_push_and_ring")
-            if script is None:
-                script = self.__dict__["_fleet_push_and_ring"] = client.register_script(
-                    PUSH_AND_RING
-                )
+        with channel.conn_or_acquire() as client:
+            if self._push_and_ring is None:
+                self._push_and_ring = client.register_script(PUSH_AND_RING)
             keys, args = [key, wake_key(queue)], [dumps(message), WAKE_TOKEN]
-            replicas = int(getattr(self, "fleet_publish_wait_replicas", 0) or 0)
-            if replicas:  # hook: FLEET_PUBLISH_WAIT_REPLICAS (service.transport.replicated)
-                timeout = int(self.fleet_publish_wait_timeout_ms)
-                push_and_wait(client, script, keys, args, replicas, timeout)
+            replicas = int(getattr(channel, "fleet_publish_wait_replicas", 0) or 0)
+            if replicas:  # FLEET_PUBLISH_WAIT_REPLICAS (service.transport.replicated)
+                timeout = int(channel.fleet_publish_wait_timeout_ms)
+                push_and_wait(client, self._push_and_ring, keys, args, replicas, timeout)
             else:
-                script(keys=keys, args=args, client=client)
+                self._push_and_ring(keys=keys, args=args, client=client)
 
-    def _ring(self, queue: str) -> None:
+    def ring(self, queue: str) -> None:
         """Push a wake token after a message was queued: a hint only, so its failure is
         logged, never raised to the publisher (the worker finds the message at its next
         poll)."""
         try:
-            with self.conn_or_acquire() as client:
+            with self.channel.conn_or_acquire() as client:
                 client.lpush(wake_key(queue), WAKE_TOKEN)
         except Exception as exc:
             logger.warning("wake token for queue %s not written (%s)", queue, type(exc).__name__)
@@ -80,8 +82,8 @@ class RingingPublisher(_KombuChannelInternals):  # type: ignore[misc]
         """Raise MalformedEnvelope when kombu could not route a restored message (its own
         restore would log, drop the unacked record and lose the message)."""
         try:
-            queues = self._lookup(exchange, routing_key)
-        except self.connection_errors:
+            queues = self.channel._lookup(exchange, routing_key)
+        except self.channel.connection_errors:
             raise
         except Exception as exc:
             raise MalformedEnvelope(
@@ -91,7 +93,7 @@ class RingingPublisher(_KombuChannelInternals):  # type: ignore[misc]
         if not queues:
             raise MalformedEnvelope(f"no queue bound to {exchange!r} / {routing_key!r}")
 
-    def _do_restore_message(
+    def restore_message(
         self, payload: Any, exchange: str, routing_key: str, pipe: Any, leftmost: bool = False
     ) -> None:
         # kombu's, minus its catch-all: here an error aborts the transaction (the record
@@ -101,7 +103,9 @@ class RingingPublisher(_KombuChannelInternals):  # type: ignore[misc]
             headers["redelivered"] = True
         info = payload["properties"].setdefault("delivery_info", {})
         info["redelivered"] = True
-        pri = self._get_message_priority(payload, reverse=False)
-        for queue in self._lookup(exchange, routing_key):
-            (pipe.lpush if leftmost else pipe.rpush)(self._q_for_pri(queue, pri), dumps(payload))
+        channel = self.channel
+        pri = channel._get_message_priority(payload, reverse=False)
+        for queue in channel._lookup(exchange, routing_key):
+            list_key = channel._q_for_pri(queue, pri)
+            (pipe.lpush if leftmost else pipe.rpush)(list_key, dumps(payload))
             pipe.lpush(wake_key(queue), WAKE_TOKEN)

@@ -106,8 +106,11 @@ class FleetQoS(_RedisQoS):  # type: ignore[misc]
         queue = self.channel.owned_queue(delivery_tag)
         if queue is None:
             return super()._remove_from_indices(delivery_tag, pipe)
-        with self.pipe_or_acquire(pipe) as pipe:
-            return remove_owned(pipe, queue, self.channel.consumer_id, delivery_tag)
+        if pipe is None:
+            # The ack: one round trip, no transaction needed (remove_owned).
+            with self.channel.conn_or_acquire() as client:
+                pipe = client.pipeline(transaction=False)
+        return remove_owned(pipe, queue, self.channel.consumer_id, delivery_tag)
 
     def flush_pending(self) -> None:
         """Write the acks and requeues Redis refused earlier (called before each poll)."""

@@ -7,16 +7,24 @@ read, so clock skew between hosts cannot make a live owner look dead."""
 
 from __future__ import annotations
 
-# Pop the next message AND record it as unacked, owned by this consumer, in one atomic step.
+# Pop the next messages AND record them as unacked, owned by this consumer, in one atomic step.
 # KEYS: the message lists in priority order (n), then per polled queue (m groups of 4): its
 #       unacked hash, this consumer's held set, its consumers set, its wake list; then each
 #       polled queue's quarantine hash (m, in the same order).
 # ARGV: n, m, consumer id, pop time (the worker's clock: it only orders one consumer's own
 #       messages for their restore, it is never compared with another host's clock), then
-#       for each list the index (1..m) of its queue.
-# Reply: {list, item, delivery tag} for a tracked message; {list, item, ''} for bytes that
-# cjson cannot read (held in quarantine until Python decides); {'', '', '', wrong-type
-# lists...} when every list is empty.
+#       for each list the index (1..m) of its queue, then (optional, default 1) the most
+#       messages to pop: the prefetch slots the worker's QoS has free.
+# Reply: {list, item, tag, item, tag, ...}: up to that many messages, all from the first
+# non-empty list (the most urgent), in queue order; tag '' for bytes that cjson cannot read
+# (held in quarantine until Python decides). With a count of 1: {list, item, tag}.
+# {'', '', '', wrong-type lists...} when every list is empty.
+# One script call serves a batch: its fixed cost (EVALSHA, LMPOP, one HSET and one ZADD for
+# all the records) is shared by the batch's tasks when the queue is full.
+# Registering: a sweep forgets a consumer only when it holds nothing; a consumer dropped
+# while alive (its beats were late) that pops and dies before its next beat would leave a
+# held set nobody restores. So when this pop finds the consumer missing from the queue's
+# consumers set it adds it, by Redis' clock (ZSCORE only: the common case costs one lookup).
 # LMPOP (Redis 7) takes the first non-empty list in one command, from the RIGHT end like
 # kombu's BRPOP (its producers LPUSH). A wrong-type key under a list's name makes LMPOP fail:
 # then each list is RPOPped on its own with redis.pcall, skipping and reporting such keys,
@@ -31,7 +39,8 @@ POP_AND_TRACK = """
 local n = tonumber(ARGV[1])
 local m = tonumber(ARGV[2])
 local consumer = ARGV[3]
-local popped_at = ARGV[4]
+local popped_at = tonumber(ARGV[4])
+local count = tonumber(ARGV[5 + n]) or 1
 
 -- The string value of the one key `name` in the item, read without decoding it: nil when
 -- the key is absent, occurs twice, or its value is not a plain string (then cjson decides).
@@ -65,38 +74,60 @@ local function fields(item)
   return tag, ex, rk
 end
 
-local function track(i, item)
+-- Record the items popped from list i: one HSET and one ZADD for the whole batch. Scores
+-- rise by a microsecond per item, so a restore puts them back in queue order. Bytes cjson
+-- cannot read wait in the quarantine hash of the list's own queue (its slot on a cluster).
+local function track(i, items)
   local q = tonumber(ARGV[4 + i])
   local base = n + 4 * (q - 1)
   local quarantine = KEYS[n + 4 * m + q]
-  local tag, ex, rk = fields(item)
-  if tag and tag ~= '' then
-    redis.call('HSET', KEYS[base + 1], tag,
-               '[' .. item .. ',' .. cjson.encode(ex) .. ',' .. cjson.encode(rk) .. ']')
-    redis.call('ZADD', KEYS[base + 2], popped_at, tag)
-    return {KEYS[i], item, tag}
+  local records, held, reply = {}, {}, {KEYS[i]}
+  for j, item in ipairs(items) do
+    local tag, ex, rk = fields(item)
+    if tag and tag ~= '' then
+      records[#records + 1] = tag
+      records[#records + 1] = '[' .. item .. ',' .. cjson.encode(ex) .. ','
+                              .. cjson.encode(rk) .. ']'
+      held[#held + 1] = popped_at + (j - 1) / 1000000
+      held[#held + 1] = tag
+      reply[#reply + 1] = item
+      reply[#reply + 1] = tag
+    else
+      redis.call('HSET', quarantine, KEYS[i] .. '|' .. redis.sha1hex(item), item)
+      reply[#reply + 1] = item
+      reply[#reply + 1] = ''
+    end
   end
-  redis.call('HSET', quarantine, KEYS[i] .. '|' .. redis.sha1hex(item), item)
-  return {KEYS[i], item, ''}
+  if #records > 0 then
+    redis.call('HSET', KEYS[base + 1], unpack(records))
+    redis.call('ZADD', KEYS[base + 2], unpack(held))
+    if not redis.call('ZSCORE', KEYS[base + 3], consumer) then
+      local t = redis.call('TIME')
+      redis.call('ZADD', KEYS[base + 3], 'NX', t[1] + t[2] / 1000000, consumer)
+    end
+  end
+  return reply
 end
 
 local args = {'LMPOP', n}
 for i = 1, n do args[#args + 1] = KEYS[i] end
 args[#args + 1] = 'RIGHT'
+args[#args + 1] = 'COUNT'
+args[#args + 1] = count
 local popped = redis.pcall(unpack(args))
 if type(popped) == 'table' and popped[1] then
   for i = 1, n do
-    if KEYS[i] == popped[1] then return track(i, popped[2][1]) end
+    if KEYS[i] == popped[1] then return track(i, popped[2]) end
   end
 end
 local bad = {}
 if type(popped) == 'table' and popped['err'] then
   for i = 1, n do
-    local item = redis.pcall('RPOP', KEYS[i])
-    if type(item) == 'table' then
+    local items = redis.pcall('RPOP', KEYS[i], count)
+    if type(items) == 'table' and items['err'] then
       bad[#bad + 1] = KEYS[i]
-    elseif item then
-      return track(i, item)
+    elseif items then
+      return track(i, items)
     end
   end
 end
@@ -127,13 +158,17 @@ return 1
 # older than the dead-owner timeout (the beat doubles as the dead-owner check: one command
 # per beat, which is most of an idle worker's Redis cost).
 # KEYS: the queue's consumers set. ARGV: consumer id, timeout (s), most to return.
-# Reply: {id, last beat, id, last beat, ...} of the dead ones.
+# Reply: {now, id, last beat, id, last beat, ...}: Redis' time of this beat (the caller
+# checks that its own beats went through without a gap: service.transport.ownership), then
+# the dead ones.
 HEARTBEAT = """
 local t = redis.call('TIME')
 local now = t[1] + t[2] / 1000000
 redis.call('ZADD', KEYS[1], now, ARGV[1])
-return redis.call('ZRANGE', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[2])),
-                  'BYSCORE', 'LIMIT', 0, tonumber(ARGV[3]), 'WITHSCORES')
+local reply = redis.call('ZRANGE', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[2])),
+                         'BYSCORE', 'LIMIT', 0, tonumber(ARGV[3]), 'WITHSCORES')
+table.insert(reply, 1, tostring(now))
+return reply
 """
 
 # Put messages a consumer held back into their lists, each exactly once.

@@ -37,6 +37,15 @@ def apply_queue_defaults(conf: Any, options: dict[str, Any]) -> None:
         conf.worker_concurrency = max(s.concurrency for s in specs)
     if options.get("prefetch_multiplier") is None:
         conf.worker_prefetch_multiplier = min(s.prefetch_multiplier for s in specs)
+    # The transport refills the prefetch in batches of this many (service.transport.channel):
+    # half the messages prefetched beyond one per process, so every process keeps one.
+    concurrency = int(options.get("concurrency") or getattr(conf, "worker_concurrency", 1) or 1)
+    multiplier = int(
+        options.get("prefetch_multiplier") or getattr(conf, "worker_prefetch_multiplier", 1) or 1
+    )
+    transport_options = dict(getattr(conf, "broker_transport_options", None) or {})
+    transport_options["fleet_refill_batch"] = max(1, (concurrency * (multiplier - 1) + 1) // 2)
+    conf.broker_transport_options = transport_options
     if options.get("soft_time_limit") is None:
         conf.task_soft_time_limit = max(s.soft_time_limit for s in specs)
     if options.get("time_limit") is None:

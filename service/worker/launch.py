@@ -60,6 +60,11 @@ def worker_args(settings: FleetSettings, queues: str, extra: list[str]) -> list[
     args.append("--without-gossip")
     if not settings.task_events:
         args.append("--without-heartbeat")
+    if not any(a.partition("=")[0] == "--prefetch-multiplier" for a in extra):
+        # Celery fills an absent --prefetch-multiplier with the configured 1 before any hook
+        # runs (service.worker.hooks would never see it missing): name the queues' own.
+        prefetch = min(CATALOG.get(name).prefetch_multiplier for name in names)
+        args += ["--prefetch-multiplier", str(prefetch)]
     return [*args, *extra]
 
 

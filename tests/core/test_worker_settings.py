@@ -35,3 +35,27 @@ def test_a_flag_on_the_command_line_wins() -> None:
     apply_queue_defaults(conf, {"queues": ["email"], "concurrency": 3})
     assert conf.worker_concurrency == 3
     assert conf.worker_prefetch_multiplier == CATALOG.get("email").prefetch_multiplier
+
+
+def test_the_launcher_names_the_queues_prefetch_unless_given() -> None:
+    # Celery fills an absent --prefetch-multiplier with the configured value before any
+    # hook runs, so the launcher passes the catalog's (the smallest of the queues')
+    from service.config.settings import FleetSettings
+    from service.worker.launch import worker_args
+
+    settings = FleetSettings()
+    args = worker_args(settings, "default,email", ["-c", "2"])
+    expected = min(
+        CATALOG.get("default").prefetch_multiplier, CATALOG.get("email").prefetch_multiplier
+    )
+    assert args[args.index("--prefetch-multiplier") + 1] == str(expected)
+    given = worker_args(settings, "default", ["--prefetch-multiplier=7"])
+    assert given.count("--prefetch-multiplier") == 0 and "--prefetch-multiplier=7" in given
+
+
+def test_the_transport_refills_half_the_prefetch_beyond_one_per_process() -> None:
+    conf = SimpleNamespace(broker_transport_options={"visibility_timeout": 3600})
+    apply_queue_defaults(conf, {"queues": "default", "concurrency": 2, "prefetch_multiplier": 4})
+    assert conf.broker_transport_options == {"visibility_timeout": 3600, "fleet_refill_batch": 3}
+    apply_queue_defaults(conf, {"queues": "default", "concurrency": 4, "prefetch_multiplier": 1})
+    assert conf.broker_transport_options["fleet_refill_batch"] == 1
