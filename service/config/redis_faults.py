@@ -32,7 +32,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 from kombu.exceptions import OperationalError as KombuOperationalError
@@ -99,6 +99,21 @@ def is_redis_unavailable(exc: BaseException | None) -> bool:
         exc = _wrapped(exc)
         seen += 1
     return False
+
+
+def refusal_as_connection_error(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run `call`; a refusal (full, read-only, paused Redis) comes out as redis-py's
+    ConnectionError, which kombu counts among its connection errors. Where Celery only
+    recovers from those (a consumer binding its queues at start: any other error stops the
+    worker as "unrecoverable"), it then reconnects and tries again instead of dying."""
+    try:
+        return call(*args, **kwargs)
+    except redis.ConnectionError:
+        raise
+    except Exception as exc:
+        if not is_redis_unavailable(exc):
+            raise
+        raise redis.ConnectionError(f"Redis refused the command ({type(exc).__name__})") from exc
 
 
 def _closed_channel(exc: BaseException) -> bool:

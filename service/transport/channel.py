@@ -31,6 +31,7 @@ from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 
 from service.catalog.naming import priority_list_key, wake_key
+from service.config.redis_faults import refusal_as_connection_error
 from service.transport.envelope import MalformedEnvelope, parse_envelope
 from service.transport.message import SafeMessage
 from service.transport.ownership import deregister, new_consumer_id, process_heartbeat
@@ -217,6 +218,10 @@ class Channel(kombu_redis.Channel):
             with self.conn_or_acquire() as client:
                 client.lpush(wake_key(poller.waited[0]), WAKE_TOKEN)
         return tag
+
+    def queue_bind(self, *args: Any, **kwargs: Any) -> Any:
+        # A bind Redis refuses (full) at consumer start would stop the worker: reconnect.
+        return refusal_as_connection_error(super().queue_bind, *args, **kwargs)
 
     def _basic_cancel(self, consumer_tag: Any) -> Any:
         queue = self._tag_to_queue.get(consumer_tag)

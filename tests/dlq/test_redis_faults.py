@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import redis
 from celery.exceptions import Reject
+from kombu import Connection
 from kombu.exceptions import OperationalError
 from typer.testing import CliRunner
 
@@ -25,6 +26,7 @@ from service.dlq.access import dlq_reader, dlq_writer
 from service.dlq.keys import PARKED_KEY, entries_key
 from service.dlq.reader import Filter
 from service.dlq.safe_write import write_entry
+from service.transport.channel import register
 
 runner = CliRunner()
 _register_subcommands()
@@ -187,3 +189,27 @@ def test_replay_refuses_what_it_cannot_replay_and_keeps_it(
 def test_socket_timeout_outlasts_the_in_cluster_prestop_pause() -> None:
     pause_ms = int(re.search(r"CLIENT PAUSE (\d+)", " ".join(PRE_STOP_PAUSE_WRITES))[1])  # type: ignore[index]
     assert pause_ms / 1000 < SOCKET_TIMEOUT_SECONDS
+
+
+def test_a_queue_bind_a_full_redis_refuses_is_a_connection_error(
+    full: redis.Redis, redis_url: str
+) -> None:
+    # Given the fleet transport on a full Redis
+    register()
+    with Connection(redis_url) as connection:
+        channel = connection.channel()
+        channel.exchange_declare("fleet-bind-test", "direct")
+        # When a consumer binds its queue (as Celery's remote control does at worker start)
+        with pytest.raises(connection.connection_errors) as caught:
+            channel.queue_bind("fleet-bind-test", "fleet-bind-test", "fleet-bind-test")
+        # Then it is an error Celery's consumer recovers from (it reconnects and binds again),
+        # not one that stops the worker, and it says why
+        assert isinstance(caught.value, redis.ConnectionError)
+        assert isinstance(caught.value.__cause__, redis.exceptions.OutOfMemoryError)
+    # And once Redis takes writes again, the bind goes through
+    full.config_set("maxmemory", 0)
+    with Connection(redis_url) as connection:
+        channel = connection.channel()
+        channel.exchange_declare("fleet-bind-test", "direct")
+        channel.queue_bind("fleet-bind-test", "fleet-bind-test", "fleet-bind-test")
+    assert full.smembers("_kombu.binding.fleet-bind-test")
