@@ -8,7 +8,9 @@ Redis' clock. The beat comes from a daemon thread of the process that owns the c
 the children run the tasks), so it keeps beating however long a task runs or an ETA waits,
 and stops the moment the process dies. A sweep in any worker consuming the queue restores
 the messages of a consumer whose beat is older than the dead-owner timeout
-(service.transport.ownership_sweep), from the same thread, right after a beat."""
+(service.transport.ownership_sweep), from the same thread, right after a beat, but only
+once its own beats have gone through without a gap for one timeout (Heartbeat._may_judge:
+after Redis refused writes, every live worker looks dead until its next beat)."""
 
 from __future__ import annotations
 
