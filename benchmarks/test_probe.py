@@ -18,7 +18,11 @@ import results
 from service.worker.heartbeat import touch
 
 RUNS = int(os.environ.get("BENCH_PROBE_RUNS", "10"))
-MIN_SPEEDUP = 20.0
+# The pods' probe against `fleet probe`. The first target (20x) was set when `fleet probe` built
+# the application on import (2.0-2.45 s); since `fleet` builds it only for `fleet dlq`, the
+# CLI probe itself takes 0.3-0.4 s on an idle machine (and up to 3.5 s under load), while the
+# pods' probe stays at ~20 ms: 14-15x on an idle machine, 30x under load.
+MIN_SPEEDUP = 10.0
 LIVENESS = [sys.executable, "-m", "service.liveness"]
 FLEET_PROBE = [sys.executable, "-m", "service", "probe"]
 
