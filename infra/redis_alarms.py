@@ -44,6 +44,18 @@ class AlarmTarget:
     replica: bool = False
 
 
+def connections_alarm(alarms: AlarmRouting) -> AlarmSpec:
+    """Client connections above the plan: the same alarm in every Redis mode."""
+    return AlarmSpec(
+        "connections",
+        "CurrConnections",
+        alarms.connections,
+        "Maximum",
+        f"More than {alarms.connections} client connections: a leak or pools scaled past "
+        "the plan. Check worker replicas and per-process pools.",
+    )
+
+
 def node_alarm_specs(alarms: AlarmsConfig) -> list[AlarmSpec]:
     return [
         AlarmSpec(
@@ -62,14 +74,7 @@ def node_alarm_specs(alarms: AlarmsConfig) -> list[AlarmSpec]:
             f"Redis engine thread above {alarms.engine_cpu_percent:g}%: commands queue up. "
             "Check commands per task and scrape rates; scale the node type up.",
         ),
-        AlarmSpec(
-            "connections",
-            "CurrConnections",
-            alarms.connections,
-            "Maximum",
-            f"More than {alarms.connections} client connections: a leak or pools scaled past "
-            "the plan. Check worker replicas and per-process pools.",
-        ),
+        connections_alarm(alarms),
         AlarmSpec(
             "replication-lag",
             "ReplicationLag",

@@ -20,7 +20,7 @@ from __future__ import annotations
 import pulumi
 
 from infra.cloudwatch_alarms import AlarmSpec
-from infra.redis_alarms import AlarmTarget, ElastiCacheAlarms
+from infra.redis_alarms import AlarmTarget, ElastiCacheAlarms, connections_alarm
 from infra.redis_cluster_config import ElastiCacheServerlessConfig
 
 # The limit's "GB" taken as 10^9 bytes: were it GiB, the alarm fires a little early, never late.
@@ -59,14 +59,7 @@ def serverless_alarm_specs(cfg: ElastiCacheServerlessConfig) -> list[AlarmSpec]:
             "Raise maxEcpuPerSecond if the ECPU alarm fires too; else load grew faster than "
             "ElastiCache scales (ramp it up).",
         ),
-        AlarmSpec(
-            "connections",
-            "CurrConnections",
-            alarms.connections,
-            "Maximum",
-            f"More than {alarms.connections} client connections: a leak or pools scaled past "
-            "the plan. Check worker replicas and per-process pools.",
-        ),
+        connections_alarm(alarms),
         AlarmSpec(
             "evictions",
             "Evictions",

@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -214,3 +215,17 @@ def metric_samples(port: int, name: str) -> dict[tuple[tuple[str, str], ...], fl
         for sample in family.samples
         if sample.name == name
     }
+
+
+def start_fleet(command: str, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """`python -m service <command>` (beat, flower...) in its own session (stop it with
+    os.killpg), output to `log_path`."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "service", command],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )

@@ -18,7 +18,7 @@ import pytest
 from cluster_fixtures import cluster_app, cluster_worker_env, fleet, runs
 from cluster_harness import RedisClusterUnderTest
 from dlq.test_poison import POISON
-from harness import REPO, free_port, wait_until
+from harness import REPO, free_port, start_fleet, wait_until
 from redis.cluster import RedisCluster
 
 from service.catalog.naming import (
@@ -166,15 +166,7 @@ def test_beat_sends_on_a_cluster(redis_cluster: RedisClusterUnderTest, tmp_path:
     env.update({"CELERY_BROKER_URL": redis_cluster.url, "FLEET_SNAPSHOT_INTERVAL": "1"})
     client = redis_cluster.client()
     client.delete(BEAT_LOCK_KEY)
-    with open(tmp_path / "beat.log", "wb") as log:
-        beat = subprocess.Popen(
-            [sys.executable, "-m", "service", "beat"],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    beat = start_fleet("beat", env, tmp_path / "beat.log")
     lists = [key for spec in CATALOG for key in priority_list_keys(spec.name, cluster=True)]
 
     def sent() -> int:
@@ -207,15 +199,7 @@ def test_flower_serves_on_a_cluster_broker(
     env = {k: v for k, v in os.environ.items() if k != "CELERY_RESULT_BACKEND"}
     port = free_port()
     env.update({"CELERY_BROKER_URL": redis_cluster.url, "FLEET_FLOWER_PORT": str(port)})
-    with open(tmp_path / "flower.log", "wb") as log:
-        flower = subprocess.Popen(
-            [sys.executable, "-m", "service", "flower"],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    flower = start_fleet("flower", env, tmp_path / "flower.log")
 
     def page(path: str) -> int:
         try:

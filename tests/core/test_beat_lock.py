@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import redis
-from harness import REPO, wait_until
+from harness import start_fleet, wait_until
 
 from service.catalog.naming import (
     BEAT_LOCK_KEY,
@@ -60,15 +60,7 @@ def beats(redis_client: redis.Redis, redis_url: str, tmp_path: Path) -> Iterator
             "PYTHONUNBUFFERED": "1",
         }
         log = tmp_path / f"{name}.log"
-        with open(log, "wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "service", "beat"],
-                cwd=REPO,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        process = start_fleet("beat", env, log)
         beat = Beat(name, process, log)
         started.append(beat)
         return beat

@@ -10,7 +10,7 @@ import pytest
 import redis
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from harness import free_port
+from harness import free_port, start_fleet
 
 
 class _Inbox:
@@ -83,25 +83,15 @@ def test_beat_runs_the_periodic_snapshot(
 ) -> None:
     import os
     import signal
-    import subprocess
-    import sys
 
-    from harness import REPO, wait_until
+    from harness import wait_until
 
     # Given a worker and one beat with a 1 s snapshot interval, and some waiting work
     redis_client.lpush("email", b"{}")
     worker = worker_factory("default")
     env = dict(worker.env, FLEET_SNAPSHOT_INTERVAL="1")
     log_path = tmp_path / "beat.log"
-    with open(log_path, "wb") as log:
-        beat = subprocess.Popen(
-            [sys.executable, "-m", "service", "beat"],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    beat = start_fleet("beat", env, log_path)
     try:
         # Then the snapshot task runs on the worker and logs every queue's backlog
         wait_until(lambda: worker.log().count("queue snapshot") >= 2, 30, message="two snapshots")

@@ -6,14 +6,12 @@ from __future__ import annotations
 import base64
 import os
 import signal
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import redis
-from harness import REPO, free_port, wait_until
+from harness import free_port, start_fleet, wait_until
 
 
 def status(url: str, auth: str | None = None) -> int:
@@ -34,15 +32,7 @@ def test_flower_requires_basic_auth_except_metrics_and_healthcheck(
 ) -> None:
     port = free_port()
     env = dict(os.environ, FLEET_FLOWER_PORT=str(port), FLEET_FLOWER_BASIC_AUTH="admin:s3cret")
-    with open(tmp_path / "flower.log", "wb") as log:
-        flower = subprocess.Popen(
-            [sys.executable, "-m", "service", "flower"],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    flower = start_fleet("flower", env, tmp_path / "flower.log")
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until(
