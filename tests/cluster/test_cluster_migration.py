@@ -1,7 +1,8 @@
 """The README's move from one Redis to a cluster, end to end: tasks queued on a single
-redis-server with its workers running, producers switched to the cluster URL, workers of
-the cluster started beside the old ones, the old workers stopped once the old Redis shows
-every queue at 0 and nothing held. Every task runs exactly once, none is left behind."""
+redis-server (one of them a countdown a worker holds) with its workers running, producers
+switched to the cluster URL, workers of the cluster started beside the old ones, the old
+workers stopped once the old Redis shows every queue at 0 and nothing held. Every task runs
+exactly once, none is left behind."""
 
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ def test_draining_one_redis_into_a_cluster_runs_every_task_once(
     old_producer = cluster_app(single.url, monkeypatch)  # the same app, on the old URL
     for i in range(OLD):
         old_producer.send_task(RECORD, args=["move", f"old-{i}", 0.03], queue=QUEUE)
+    # a countdown the old worker holds (not in a list) until it is due: the drain waits for it
+    old_producer.send_task(RECORD, args=["move", "old-eta"], queue=QUEUE, countdown=8)
     # When the producers switch to the cluster URL (new tasks queue there) ...
     new_producer = cluster_app(redis_cluster.url, monkeypatch)
     for i in range(NEW):
@@ -58,7 +61,7 @@ def test_draining_one_redis_into_a_cluster_runs_every_task_once(
     # Then every task ran exactly once, on the side it was published to, and none is left
     wait_until(lambda: len(runs(cluster_client, "move")) == NEW, 60, message="new tasks ran")
     ran_old, ran_new = runs(old_client, "move"), runs(cluster_client, "move")
-    assert ran_old == {f"old-{i}": 1 for i in range(OLD)}
+    assert ran_old == {**{f"old-{i}": 1 for i in range(OLD)}, "old-eta": 1}
     assert ran_new == {f"new-{i}": 1 for i in range(NEW)}
     assert drained(old_client)
     assert sum(int(old_client.llen(key)) for key in priority_list_keys(QUEUE)) == 0
