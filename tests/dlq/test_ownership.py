@@ -13,7 +13,7 @@ from typing import Any
 
 import redis
 from envelopes import call_body, envelope
-from fault_bodies import warm_shutdown_returns_prefetched_messages
+from fault_bodies import executed, warm_shutdown_returns_prefetched_messages
 from harness import metric_samples, unacked_count, wait_until
 
 from service.catalog.naming import (
@@ -30,10 +30,6 @@ SHORT_VT = {
     "FLEET_DEAD_OWNER_TIMEOUT_SECONDS": "3",
     "FLEET_UNACKED_RESTORE_INTERVAL": "1",
 }
-
-
-def executed(client: redis.Redis, run: str) -> dict[str, int]:
-    return {k.decode(): int(v) for k, v in client.hgetall(f"fleet:diag:runs:{run}").items()}
 
 
 def test_a_task_running_3x_the_visibility_timeout_runs_once(
