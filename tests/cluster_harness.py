@@ -53,6 +53,7 @@ def free_cluster_ports(count: int, rng: random.Random | None = None) -> list[int
 class ClusterNode:
     port: int
     data_dir: Path
+    appendonly: bool = False
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -86,7 +87,9 @@ class ClusterNode:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.appendonly else "no",
+                "--appendfsync",
+                "always",
                 "--maxmemory-policy",
                 "noeviction",
             ],
@@ -129,6 +132,7 @@ class RedisClusterUnderTest:
 
     nodes: list[ClusterNode] = field(default_factory=list)
     root: Path | None = None
+    appendonly: bool = False  # AOF, fsync always: a restarted node loads what it acknowledged
 
     @property
     def url(self) -> str:
@@ -146,7 +150,8 @@ class RedisClusterUnderTest:
         self.root = Path(tempfile.mkdtemp(prefix="fleet-cluster-"))
         count = primaries * (1 + replicas_per_primary)
         self.nodes = [
-            ClusterNode(port, self.root / str(port)) for port in free_cluster_ports(count)
+            ClusterNode(port, self.root / str(port), self.appendonly)
+            for port in free_cluster_ports(count)
         ]
         for node in self.nodes:
             node.start()
@@ -252,6 +257,17 @@ class RedisClusterUnderTest:
         node.start()
         wait_until(lambda: node.role() == "slave", 30, interval=0.1, message="node rejoined")
         wait_until(self.healthy, 30, interval=0.2, message="cluster healthy after rejoin")
+
+    def restart_primary(self, key: str) -> ClusterNode:
+        """SIGTERM of `key`'s primary and a start at once on the same port and data dir (a
+        Redis process restarted in place, from its AOF when `appendonly`). Back within the
+        node timeout it is still the primary; later, its replica took over and it rejoins
+        as the replica: either way the cluster is whole again before this returns."""
+        node = self.primary_for(key)
+        node.stop()
+        node.start()
+        wait_until(self.healthy, 30, interval=0.2, message="cluster healthy after restart")
+        return node
 
     def flush(self) -> None:
         for node in self.live_nodes():

@@ -115,7 +115,7 @@ def worker_factory(tmp_path: Path, redis_url: str) -> Iterator[Callable[..., Wor
         queues: str = "default",
         *extra: str,
         broker_url: str | None = None,
-        env: dict[str, str] | None = None,
+        env: dict[str, str | None] | None = None,
         concurrency: int | None = 2,
         wait: bool = True,
         timeout: float = 30,
@@ -143,7 +143,11 @@ def worker_factory(tmp_path: Path, redis_url: str) -> Iterator[Callable[..., Wor
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        child_env.update(env or {})
+        for key, value in (env or {}).items():  # None: unset in the worker's environment
+            if value is None:
+                child_env.pop(key, None)
+            else:
+                child_env[key] = value
         args = [
             *prefix,
             sys.executable,

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from envelopes import call_body, envelope
+from fault_bodies import executed
 from harness import REPO
 
 from service.dlq.entry import DLQEntry, Envelope
@@ -64,11 +65,9 @@ def cluster_app(url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     return create_app(FleetSettings())
 
 
-def runs(client: Any, run: str) -> dict[str, int]:
-    """service.tasks.diagnostics.record's counts for `run`: item -> executions."""
-    return {k.decode(): int(v) for k, v in client.hgetall(f"fleet:diag:runs:{run}").items()}
-
-
 def cluster_worker_env(redis_url: str, **extra: str) -> dict[str, str]:
     """A worker on the cluster broker; results (the tests never read them) on one Redis."""
     return {"CELERY_RESULT_BACKEND": redis_url, **extra}
+
+
+runs = executed  # service.tasks.diagnostics.record's counts for a run: item -> executions

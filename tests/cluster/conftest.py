@@ -46,3 +46,13 @@ def registered_task_names() -> None:
     from service import app
 
     assert app.main == "service"
+
+
+@pytest.fixture
+def persistent_cluster() -> Iterator[RedisClusterUnderTest]:
+    """A cluster of this test's own whose nodes keep an AOF (fsync always), for restarts."""
+    cluster = RedisClusterUnderTest(appendonly=True)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()

@@ -1,5 +1,7 @@
-"""Faults on a real Redis Cluster: a SIGKILLed worker (R1), a graceful failover and a killed
-primary in the middle of a run, and publishes that wait for a replica."""
+"""Faults on a real Redis Cluster: a SIGKILLed worker (R1), a restart of the queue's primary
+(R2), SIGTERM of a worker mid-task (R3), a graceful failover and a killed primary in the
+middle of a run, and publishes that wait for a replica. R2 and R3 run the bodies of the
+single-Redis tests (tests/fault_bodies.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,10 @@ from typing import Any
 import pytest
 from cluster_fixtures import cluster_app, cluster_worker_env, runs
 from cluster_harness import RedisClusterUnderTest
+from fault_bodies import (
+    nothing_lost_through_a_redis_restart,
+    warm_shutdown_returns_prefetched_messages,
+)
 from harness import Worker, wait_until
 from redis.cluster import RedisCluster
 
@@ -98,6 +104,68 @@ def _queue_off_the_url_node(cluster: RedisClusterUnderTest, client: RedisCluster
         if client.get_node_from_key(queue_hash_tag(queue)).port != url_port:
             return queue
     raise AssertionError("every queue on the URL's node")
+
+
+def _whereabouts(client: RedisCluster, queue: str, run: str, total: int) -> str:
+    """Where the tasks that did not run are: for the failure message."""
+    missing = sorted(set(map(str, range(total))) - set(runs(client, run)), key=int)
+    waiting = {key: client.llen(key) for key in priority_list_keys(queue, cluster=True)}
+    return (
+        f"missing {missing[:20]} ({len(missing)}); lists {waiting}; "
+        f"unacked {unacked(client, queue)}; "
+        f"consumers {client.zrange(consumers_key(queue), 0, -1, withscores=True)}"
+    )
+
+
+def test_r2_a_restart_of_the_queues_primary_loses_nothing(
+    persistent_cluster: RedisClusterUnderTest,
+    redis_url: str,
+    worker_factory: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Redis that holds the queue (its slot's primary, AOF with fsync always as the
+    single-Redis R2) is restarted in place mid-run: the workers reconnect, every task runs."""
+    client = persistent_cluster.client()
+    url = persistent_cluster.url
+    queue = _queue_off_the_url_node(persistent_cluster, client)
+    start_workers(worker_factory, url, redis_url, queue)
+    app = cluster_app(url, monkeypatch)
+    nothing_lost_through_a_redis_restart(
+        client,
+        lambda args: app.send_task(RECORD, args=args, queue=queue),
+        lambda: persistent_cluster.restart_primary(queue_hash_tag(queue)),
+        lambda: _whereabouts(client, queue, "r2", 300),
+        RECOVERY_BOUND_S + 60,
+    )
+    wait_until(lambda: unacked(client, queue) == 0, 30, message="unacked drained")
+    client.close()
+
+
+def test_r3_sigterm_finishes_the_running_task_and_returns_the_prefetched(
+    redis_cluster: RedisClusterUnderTest,
+    cluster_client: RedisCluster,
+    redis_url: str,
+    worker_factory: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    queue = "email"
+    worker = worker_factory(
+        queue,
+        "--prefetch-multiplier",
+        "8",
+        broker_url=redis_cluster.url,
+        env=cluster_worker_env(redis_url),
+        concurrency=1,
+    )
+    app = cluster_app(redis_cluster.url, monkeypatch)
+    warm_shutdown_returns_prefetched_messages(
+        cluster_client,
+        worker,
+        lambda args: app.send_task(RECORD, args=args, queue=queue),
+        priority_list_keys(queue, cluster=True),
+        lambda: unacked(cluster_client, queue),
+        consumers_key(queue),
+    )
 
 
 @pytest.mark.parametrize("failover", ["graceful", "killed_primary"])

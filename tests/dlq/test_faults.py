@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import redis
+from fault_bodies import RECORD, executed, nothing_lost_through_a_redis_restart
 from harness import Worker, unacked_count, wait_until
 
 from service.app_factory import create_app
@@ -31,10 +32,6 @@ FAST_RECOVERY = {
 SWEEP_S = DEAD_OWNER_TIMEOUT_S / 4  # one heartbeat interval
 # Dead-owner timeout + one beat, plus room for a loaded machine to run what comes back.
 RECOVERY_BOUND_S = DEAD_OWNER_TIMEOUT_S + SWEEP_S + 15
-
-
-def executed(client: redis.Redis, run: str) -> dict[str, int]:
-    return {k.decode(): int(v) for k, v in client.hgetall(f"fleet:diag:runs:{run}").items()}
 
 
 def whereabouts(client: redis.Redis, run: str, total: int) -> str:
@@ -123,23 +120,14 @@ def test_r2_redis_restart_loses_nothing(
     # Celery reads CELERY_BROKER_URL from the environment over its config.
     monkeypatch.setenv("CELERY_BROKER_URL", server.url)
     producer = create_app(FleetSettings())
-    for i in range(300):
-        producer.send_task("service.tasks.diagnostics.record", args=["r2", str(i), 0.02])
-    # When redis-server restarts in the middle of the run
-    wait_until(lambda: len(executed(client, "r2")) >= 60, 60, message="60 done")
-    assert len(executed(client, "r2")) < 300, "the restart must happen mid-run"
-    server.restart()
-    # Then the workers reconnect and every task runs
-    try:
-        wait_until(
-            lambda: len(executed(client, "r2")) == 300,
-            RECOVERY_BOUND_S + 60,
-            interval=0.5,
-            message="all 300 executed",
-        )
-    except AssertionError:
-        raise AssertionError(whereabouts(client, "r2", 300)) from None
-    assert set(executed(client, "r2")) == {str(i) for i in range(300)}
+    # When redis-server restarts in the middle of the run, then every task runs
+    nothing_lost_through_a_redis_restart(
+        client,
+        lambda args: producer.send_task(RECORD, args=args),
+        server.restart,
+        lambda: whereabouts(client, "r2", 300),
+        RECOVERY_BOUND_S + 60,
+    )
 
 
 def test_r3_sigterm_finishes_the_running_task(

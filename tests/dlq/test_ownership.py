@@ -8,12 +8,12 @@ ran twice with VT 20 s, a 45 s countdown was dead-lettered, a burst of ETAs ran 
 from __future__ import annotations
 
 import json
-import signal
 import time
 from typing import Any
 
 import redis
 from envelopes import call_body, envelope
+from fault_bodies import executed, warm_shutdown_returns_prefetched_messages
 from harness import metric_samples, unacked_count, wait_until
 
 from service.catalog.naming import (
@@ -30,10 +30,6 @@ SHORT_VT = {
     "FLEET_DEAD_OWNER_TIMEOUT_SECONDS": "3",
     "FLEET_UNACKED_RESTORE_INTERVAL": "1",
 }
-
-
-def executed(client: redis.Redis, run: str) -> dict[str, int]:
-    return {k.decode(): int(v) for k, v in client.hgetall(f"fleet:diag:runs:{run}").items()}
 
 
 def test_a_task_running_3x_the_visibility_timeout_runs_once(
@@ -121,19 +117,12 @@ def test_a_record_of_the_previous_release_is_restored_after_the_visibility_timeo
 def test_warm_shutdown_returns_prefetched_messages_at_once(
     celery_app: Any, redis_client: redis.Redis, worker_factory: Any
 ) -> None:
-    # Given a worker -c 1 that prefetched 8 tasks of 2 s
     worker = worker_factory("default", "--prefetch-multiplier", "8", env=SHORT_VT, concurrency=1)
-    for i in range(8):
-        celery_app.send_task(RECORD, args=["warm", str(i), 2])
-    wait_until(lambda: unacked_count(redis_client) == 8, 20, message="8 prefetched")
-    # When it gets SIGTERM
-    worker.signal(signal.SIGTERM)
-    worker.process.wait(30)
-    # Then the running task finished and the others are back in the queue at once, not
-    # after a timeout; the consumer left the queue's consumers set
-    ran = executed(redis_client, "warm")
-    waiting = sum(int(redis_client.llen(k)) for k in priority_list_keys("default"))
-    assert len(ran) >= 1 and set(ran.values()) == {1}
-    assert len(ran) + waiting == 8
-    assert unacked_count(redis_client) == 0
-    assert redis_client.zcard(consumers_key("default")) == 0
+    warm_shutdown_returns_prefetched_messages(
+        redis_client,
+        worker,
+        lambda args: celery_app.send_task(RECORD, args=args),
+        priority_list_keys("default"),
+        lambda: unacked_count(redis_client),
+        consumers_key("default"),
+    )
