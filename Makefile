@@ -104,9 +104,12 @@ check-generated: generate
 test: test-no-root deploy-test
 
 # Lint, types, promtool and every test but the deploy test: never needs root (CI runs it as
-# the runner's own user).
+# the runner's own user). Two pytest-xdist workers, a test file each at a time: the suite
+# mostly waits on real workers and servers (each xdist worker starts its own redis-server),
+# so two halve its time on two cores. PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 2
 test-no-root: setup lint typecheck rules
-	$(BIN)/pytest -q --ignore=tests/deploy
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --ignore=tests/deploy
 
 # The deploy test alone: images built from Debian packages and the Dockerfile, the rendered
 # dev stack as pods under rootful podman (see README, "Deploy test"). As root it runs as is;
