@@ -46,7 +46,7 @@ BREAKAGES: list[tuple[str, str, Mutation]] = [
     (
         "ci_needs_root_only_for_the_deploy_test",
         "the suite no longer leaves the deploy test out",
-        edit_text("Makefile", "pytest -q --ignore=tests/deploy", "pytest -q"),
+        edit_text("Makefile", " --ignore=tests/deploy", ""),
     ),
     (
         "ci_needs_root_only_for_the_deploy_test",
